@@ -1,0 +1,698 @@
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Exists, OuterRef, Prefetch
+from django.db.models.functions import Lower
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.functional import cached_property
+from django.utils.html import format_html
+from django_countries import countries
+from simple_history.admin import SimpleHistoryAdmin
+
+from crm import services
+from crm.models import (
+    AuditEvent,
+    CampaignInterest,
+    ConsentRecord,
+    ImportBatch,
+    PartnerOrganisation,
+    Segment,
+    Subscription,
+    Supporter,
+    Suppression,
+    Tag,
+)
+from crm.segments import RULE_KEYS, SegmentRuleError, validate_rules
+
+
+class CappedCountPaginator(Paginator):
+    """Count at most CAP rows, so a page of a million supporters is not a full count."""
+
+    CAP = 10_000
+
+    @cached_property
+    def count(self):
+        return self.object_list[: self.CAP + 1].count()
+
+
+# List filters ------------------------------------------------------------------
+
+
+class InterestFilter(admin.SimpleListFilter):
+    title = "subscribed to"
+    parameter_name = "interest"
+
+    def lookups(self, request, model_admin):
+        return [(i.slug, i.name) for i in CampaignInterest.objects.all()]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(
+                Exists(
+                    Subscription.objects.filter(
+                        supporter=OuterRef("pk"),
+                        interest__slug=self.value(),
+                        status=Subscription.Status.SUBSCRIBED,
+                    )
+                )
+            )
+        return queryset
+
+
+class CountryFilter(admin.SimpleListFilter):
+    title = "country"
+    parameter_name = "country"
+
+    def lookups(self, request, model_admin):
+        # The distinct countries in a large table change slowly; ask at most
+        # every ten minutes rather than on every page view.
+        codes = cache.get_or_set(
+            "crm.admin.countries",
+            lambda: sorted(
+                Supporter.objects.order_by().values_list("country", flat=True).distinct()
+            ),
+            600,
+        )
+        return [(code, countries.name(code) or code) for code in codes]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(country=self.value()) if self.value() else queryset
+
+
+class TagFilter(admin.SimpleListFilter):
+    title = "tag"
+    parameter_name = "tag"
+
+    def lookups(self, request, model_admin):
+        return [(tag.name, tag.name) for tag in Tag.objects.all()]
+
+    def queryset(self, request, queryset):
+        return queryset.tagged(self.value()) if self.value() else queryset
+
+
+class SegmentFilter(admin.SimpleListFilter):
+    title = "segment"
+    parameter_name = "segment"
+
+    def lookups(self, request, model_admin):
+        return [(str(s.pk), s.name) for s in Segment.objects.all()]
+
+    def queryset(self, request, queryset):
+        if not self.value():
+            return queryset
+        segment = Segment.objects.filter(pk=self.value()).first()
+        if segment is None:
+            return queryset.none()
+        try:
+            return queryset.filter(pk__in=segment.supporters().values("pk"))
+        except SegmentRuleError as error:
+            messages.error(request, f"Segment “{segment}” cannot be evaluated: {error.message}")
+            return queryset.none()
+
+
+# Inlines -----------------------------------------------------------------------
+
+
+class SubscriptionInline(admin.TabularInline):
+    model = Subscription
+    extra = 0
+    fields = ("interest", "status", "subscribed_at", "unsubscribed_at")
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = False
+
+    def has_add_permission(self, request, obj=None):
+        # Subscriptions change through consent (actions below), never by editing rows.
+        return False
+
+
+class ConsentRecordInline(admin.TabularInline):
+    model = ConsentRecord
+    extra = 0
+    fields = (
+        "created_at",
+        "interest",
+        "action",
+        "method",
+        "lawful_basis",
+        "wording_version",
+        "partner",
+        "import_batch",
+        "mailing",
+        "actor",
+        "actor_label",
+    )
+    readonly_fields = fields
+    can_delete = False
+    verbose_name_plural = "consent history"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+# Forms for bulk actions -----------------------------------------------------------
+
+
+class InterestActionForm(forms.Form):
+    interest = forms.ModelChoiceField(queryset=CampaignInterest.objects.all())
+
+
+class SegmentActionForm(forms.Form):
+    segment = forms.ModelChoiceField(
+        queryset=Segment.objects.filter(kind=Segment.Kind.STATIC),
+        help_text="Only static segments have members added by hand.",
+    )
+
+
+@admin.register(Supporter)
+class SupporterAdmin(SimpleHistoryAdmin):
+    list_display = (
+        "email",
+        "full_name",
+        "postcode",
+        "country",
+        "status",
+        "interests_column",
+        "source",
+        "partner",
+        "created_at",
+    )
+    list_filter = (
+        "status",
+        InterestFilter,
+        "partner",
+        CountryFilter,
+        TagFilter,
+        SegmentFilter,
+        "source",
+    )
+    search_fields = ("email", "last_name", "first_name", "postcode")
+    search_help_text = (
+        "A full email address finds that supporter; otherwise names, postcodes and "
+        "addresses starting with the text."
+    )
+    list_select_related = ("partner",)
+    list_per_page = 50
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    date_hierarchy = None
+    readonly_fields = ("status", "created_at", "updated_at", "gdpr_links")
+    autocomplete_fields = ()
+    filter_horizontal = ("tags",)
+    inlines = (SubscriptionInline, ConsentRecordInline)
+    fieldsets = (
+        (None, {"fields": ("email", ("first_name", "last_name"), "postcode", "country")}),
+        ("Contact", {"fields": ("phone", "organisation")}),
+        ("Origin", {"fields": ("source", "partner", "created_at", "updated_at")}),
+        ("Status", {"fields": ("status", "tags", "notes")}),
+        ("Personal data", {"fields": ("gdpr_links",)}),
+    )
+    actions = (
+        "subscribe_action",
+        "unsubscribe_action",
+        "add_to_segment_action",
+        "remove_from_segment_action",
+    )
+
+    def get_queryset(self, request):
+        subscribed = Subscription.objects.filter(
+            status=Subscription.Status.SUBSCRIBED
+        ).select_related("interest")
+        return (
+            super()
+            .get_queryset(request)
+            .prefetch_related(Prefetch("subscriptions", subscribed, to_attr="current_subs"))
+        )
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        if "@" in term:
+            # A whole address: one indexed lookup on the normalised email.
+            return queryset.with_email(term), False
+        lowered = term.lower()
+        matches = (
+            queryset.alias(email_key=Lower("email")).filter(email_key__startswith=lowered)
+            | queryset.alias(last_key=Lower("last_name")).filter(last_key__startswith=lowered)
+            | queryset.alias(first_key=Lower("first_name")).filter(first_key__startswith=lowered)
+            | queryset.filter(postcode__startswith=term.upper())
+        )
+        return matches, False
+
+    @admin.display(description="name")
+    def full_name(self, supporter):
+        return supporter.full_name
+
+    @admin.display(description="subscribed to")
+    def interests_column(self, supporter):
+        subs = getattr(supporter, "current_subs", None)
+        if subs is None:
+            subs = supporter.subscriptions.filter(status=Subscription.Status.SUBSCRIBED)
+        return ", ".join(sub.interest.name for sub in subs) or "—"
+
+    @admin.display(description="GDPR")
+    def gdpr_links(self, supporter):
+        if supporter.pk is None:
+            return "—"
+        export = reverse("admin:crm_supporter_export_data", args=[supporter.pk])
+        erase = reverse("admin:crm_supporter_erase", args=[supporter.pk])
+        return format_html(
+            '<a class="button" href="{}">Export everything we hold (JSON)</a> '
+            '<a class="button" href="{}">Erase this supporter…</a>',
+            export,
+            erase,
+        )
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None and obj.status == Supporter.Status.ERASED:
+            fields += ["email", "first_name", "last_name", "postcode", "phone", "organisation"]
+        return fields
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/export-data/",
+                self.admin_site.admin_view(self.export_data_view),
+                name="crm_supporter_export_data",
+            ),
+            path(
+                "<int:pk>/erase/",
+                self.admin_site.admin_view(self.erase_view),
+                name="crm_supporter_erase",
+            ),
+            path(
+                "<int:pk>/revoke-links/",
+                self.admin_site.admin_view(self.revoke_links_view),
+                name="crm_supporter_revoke_links",
+            ),
+            *super().get_urls(),
+        ]
+
+    # GDPR views ---------------------------------------------------------------
+
+    def export_data_view(self, request, pk):
+        if not request.user.has_perm("crm.export_supporter_data"):
+            raise PermissionDenied
+        supporter = get_object_or_404(Supporter, pk=pk)
+        data = services.supporter_export_data(supporter=supporter, actor=request.user)
+        response = HttpResponse(
+            json.dumps(data, indent=2, ensure_ascii=False), content_type="application/json"
+        )
+        response["Content-Disposition"] = f'attachment; filename="supporter-{pk}.json"'
+        return response
+
+    def erase_view(self, request, pk):
+        if not request.user.has_perm("crm.erase_supporter"):
+            raise PermissionDenied
+        supporter = get_object_or_404(Supporter, pk=pk)
+        if request.method == "POST":
+            services.supporter_erase(supporter=supporter, actor=request.user)
+            self.message_user(
+                request,
+                f"Supporter #{pk} was erased: personal data removed and the address suppressed.",
+                messages.SUCCESS,
+            )
+            return redirect("admin:crm_supporter_change", pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "supporter": supporter,
+            "title": "Erase this supporter?",
+        }
+        return TemplateResponse(request, "admin/crm/supporter/erase_confirm.html", context)
+
+    def revoke_links_view(self, request, pk):
+        if request.method != "POST" or not self.has_change_permission(request):
+            raise PermissionDenied
+        supporter = get_object_or_404(Supporter, pk=pk)
+        services.supporter_revoke_links(supporter=supporter, actor=request.user)
+        self.message_user(request, "Every email link sent to this supporter no longer works.")
+        return redirect("admin:crm_supporter_change", pk)
+
+    # Bulk actions (each asks for confirmation on an intermediate page) ---------
+
+    def _action_form(self, request, queryset, form_class, title, action):
+        form = form_class(request.POST if "apply" in request.POST else None)
+        if "apply" in request.POST and form.is_valid():
+            return form
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "title": title,
+            "form": form,
+            "queryset": queryset,
+            "count": queryset.count(),
+            "action": action,
+            "action_checkbox_name": ACTION_CHECKBOX_NAME,
+            "select_across": request.POST.get("select_across", "0"),
+        }
+        return TemplateResponse(request, "admin/crm/supporter/bulk_action.html", context)
+
+    def _interest_action(self, request, queryset, *, subscribe):
+        verb = "Subscribe" if subscribe else "Unsubscribe"
+        action = "subscribe_action" if subscribe else "unsubscribe_action"
+        form = self._action_form(
+            request, queryset, InterestActionForm, f"{verb} the selected supporters", action
+        )
+        if not isinstance(form, forms.Form):
+            return form
+        interest = form.cleaned_data["interest"]
+        service = services.supporters_subscribe if subscribe else services.supporters_unsubscribe
+        count = service(supporters=queryset, interest=interest, actor=request.user, method="staff")
+        self.message_user(request, f"{verb}d {count} supporter(s) to/from “{interest}”.")
+        return None
+
+    @admin.action(description="Subscribe to an interest…", permissions=["change"])
+    def subscribe_action(self, request, queryset):
+        return self._interest_action(request, queryset, subscribe=True)
+
+    @admin.action(description="Unsubscribe from an interest…", permissions=["change"])
+    def unsubscribe_action(self, request, queryset):
+        return self._interest_action(request, queryset, subscribe=False)
+
+    @admin.action(description="Add to a static segment…", permissions=["change"])
+    def add_to_segment_action(self, request, queryset):
+        form = self._action_form(
+            request,
+            queryset,
+            SegmentActionForm,
+            "Add to a static segment",
+            "add_to_segment_action",
+        )
+        if not isinstance(form, forms.Form):
+            return form
+        segment = form.cleaned_data["segment"]
+        count = services.segment_add_members(
+            segment=segment, supporters=queryset, actor=request.user
+        )
+        self.message_user(request, f"Added {count} supporter(s) to “{segment}”.")
+        return None
+
+    @admin.action(description="Remove from a static segment…", permissions=["change"])
+    def remove_from_segment_action(self, request, queryset):
+        form = self._action_form(
+            request,
+            queryset,
+            SegmentActionForm,
+            "Remove from a static segment",
+            "remove_from_segment_action",
+        )
+        if not isinstance(form, forms.Form):
+            return form
+        segment = form.cleaned_data["segment"]
+        count = services.segment_remove_members(
+            segment=segment, supporters=queryset, actor=request.user
+        )
+        self.message_user(request, f"Removed {count} supporter(s) from “{segment}”.")
+        return None
+
+
+# Segments ------------------------------------------------------------------------
+
+
+class SegmentForm(forms.ModelForm):
+    """Edit a rule-based segment's saved definition through ordinary fields."""
+
+    interests = forms.ModelMultipleChoiceField(
+        CampaignInterest.objects.all(),
+        required=False,
+        to_field_name="slug",
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Subscribed to any of these.",
+    )
+    partners = forms.ModelMultipleChoiceField(
+        PartnerOrganisation.objects.all(),
+        required=False,
+        to_field_name="slug",
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Came from any of these partners.",
+    )
+    countries = forms.CharField(
+        required=False, help_text="ISO country codes separated by commas, e.g. GB, IE."
+    )
+    postcode_prefixes = forms.CharField(
+        required=False, help_text="Postcode starts with any of these, e.g. SW1, E1."
+    )
+    tags = forms.CharField(required=False, help_text="Tag names separated by commas.")
+    statuses = forms.MultipleChoiceField(
+        choices=Supporter.Status.choices, required=False, widget=forms.CheckboxSelectMultiple
+    )
+    joined_after = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    joined_before = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    opened_within_days = forms.IntegerField(
+        required=False, min_value=1, help_text="Opened any mailing in the last N days."
+    )
+    clicked_within_days = forms.IntegerField(
+        required=False, min_value=1, help_text="Clicked a link in any mailing in the last N days."
+    )
+
+    class Meta:
+        model = Segment
+        fields = ("name", "description", "kind")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        rules = self.instance.rules or {}
+        for key in RULE_KEYS:
+            value = rules.get(key)
+            if value is None:
+                continue
+            if key in ("countries", "postcode_prefixes", "tags"):
+                value = ", ".join(value)
+            self.initial[key] = value
+
+    def clean(self):
+        cleaned = super().clean()
+        if cleaned.get("kind") != Segment.Kind.RULES:
+            self.rules = {}
+            return cleaned
+        rules = {}
+        for key in RULE_KEYS:
+            value = cleaned.get(key)
+            if value in (None, "", []):
+                continue
+            if key in ("interests", "partners"):
+                value = [obj.slug for obj in value]
+            elif key in ("countries", "postcode_prefixes", "tags"):
+                value = [part.strip() for part in value.split(",") if part.strip()]
+            elif key in ("joined_after", "joined_before"):
+                value = value.isoformat()
+            elif key == "statuses":
+                value = list(value)
+            rules[key] = value
+        try:
+            self.rules = validate_rules(rules)
+        except ValidationError as error:
+            raise forms.ValidationError(error.messages) from None
+        return cleaned
+
+    def save(self, commit=True):
+        self.instance.rules = self.rules
+        return super().save(commit)
+
+
+@admin.register(Segment)
+class SegmentAdmin(admin.ModelAdmin):
+    form = SegmentForm
+    list_display = ("name", "kind", "description")
+    list_filter = ("kind",)
+    search_fields = ("name",)
+    readonly_fields = ("live_count", "preview")
+    fieldsets = (
+        (None, {"fields": ("name", "description", "kind")}),
+        (
+            "Rules (rule-based segments)",
+            {
+                "fields": (
+                    "interests",
+                    "partners",
+                    "countries",
+                    "postcode_prefixes",
+                    "tags",
+                    "statuses",
+                    ("joined_after", "joined_before"),
+                    "opened_within_days",
+                    "clicked_within_days",
+                )
+            },
+        ),
+        ("Members now", {"fields": ("live_count", "preview")}),
+    )
+
+    def save_model(self, request, obj, form, change):
+        if obj.created_by_id is None:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+    def _members(self, segment):
+        if segment.pk is None:
+            return None
+        try:
+            return segment.supporters()
+        except SegmentRuleError as error:
+            return error
+
+    @admin.display(description="live count")
+    def live_count(self, segment):
+        members = self._members(segment)
+        if members is None:
+            return "Save the segment to see who is in it."
+        if isinstance(members, SegmentRuleError):
+            return f"Cannot be evaluated: {members.message}"
+        return f"{members.count():,} supporters"
+
+    @admin.display(description="first members")
+    def preview(self, segment):
+        members = self._members(segment)
+        if members is None or isinstance(members, SegmentRuleError):
+            return "—"
+        rows = members.order_by("-created_at", "-pk")[:10]
+        if not rows:
+            return "Nobody matches."
+        return format_html(
+            "<ul>{}</ul>",
+            format_html(
+                "".join(
+                    format_html(
+                        '<li><a href="{}">{}</a></li>',
+                        reverse("admin:crm_supporter_change", args=[s.pk]),
+                        str(s),
+                    )
+                    for s in rows
+                )
+            ),
+        )
+
+
+@admin.register(CampaignInterest)
+class CampaignInterestAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "is_public", "position", "subscriber_count")
+    list_editable = ("position",)
+    prepopulated_fields = {"slug": ("name",)}
+
+    @admin.display(description="subscribers")
+    def subscriber_count(self, interest):
+        return interest.subscriptions.filter(status=Subscription.Status.SUBSCRIBED).count()
+
+
+@admin.register(PartnerOrganisation)
+class PartnerOrganisationAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "lawful_basis", "agreement_date", "is_active", "last_synced_at")
+    list_filter = ("is_active", "lawful_basis")
+    prepopulated_fields = {"slug": ("name",)}
+    search_fields = ("name",)
+
+
+@admin.register(Tag)
+class TagAdmin(admin.ModelAdmin):
+    search_fields = ("name",)
+
+
+@admin.register(Suppression)
+class SuppressionAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "reason", "note")
+    list_filter = ("reason",)
+    readonly_fields = ("email_hash", "created_by", "created_at")
+    fields = ("email_to_suppress", "reason", "note", "email_hash", "created_by", "created_at")
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, fields=("reason", "note"), **kwargs)
+        form.base_fields["email_to_suppress"] = forms.EmailField(
+            label="Email address",
+            required=obj is None,
+            disabled=obj is not None,
+            help_text="Only a keyed hash of the address is stored.",
+        )
+        return form
+
+    def get_fields(self, request, obj=None):
+        return (
+            ("email_to_suppress", "reason", "note")
+            if obj is None
+            else ("reason", "note", "email_hash", "created_by", "created_at")
+        )
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        entry = services.suppression_add(
+            email=form.cleaned_data["email_to_suppress"],
+            reason=obj.reason,
+            note=obj.note,
+            actor=request.user,
+        )
+        obj.pk = entry.pk
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ConsentRecord)
+class ConsentRecordAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "supporter", "interest", "action", "method", "partner")
+    list_filter = ("action", "method", "interest")
+    raw_id_fields = ("supporter",)
+    list_select_related = ("supporter", "interest", "partner")
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "kind", "supporter_id", "actor", "source")
+    list_filter = ("kind",)
+    list_select_related = ("actor",)
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ImportBatch)
+class ImportBatchAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "partner", "file_name", "status", "created_by")
+    list_filter = ("status", "partner")
+    readonly_fields = (
+        "partner",
+        "file_name",
+        "file_hash",
+        "status",
+        "counts",
+        "error",
+        "created_by",
+        "created_at",
+        "finished_at",
+    )
+
+    def has_add_permission(self, request):
+        return False

@@ -1,0 +1,31 @@
+import secrets
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+
+class Command(BaseCommand):
+    help = "Create the local superuser on first run and print its credentials (development)."
+
+    def handle(self, *args, **options):
+        credentials = settings.VAR_DIR / "admin-credentials.txt"
+        User = get_user_model()
+        if credentials.exists() and User.objects.filter(username="admin").exists():
+            password = credentials.read_text().strip()
+        else:
+            password = secrets.token_urlsafe(12)
+            user, _ = User.objects.get_or_create(
+                username="admin", defaults={"email": "admin@localhost"}
+            )
+            user.is_staff = user.is_superuser = True
+            user.set_password(password)
+            user.save()
+            credentials.parent.mkdir(parents=True, exist_ok=True)
+            credentials.write_text(password + "\n")
+            credentials.chmod(0o600)
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Admin: {settings.SITE_URL}/admin/  user: admin  password: {password}"
+            )
+        )

@@ -1,0 +1,196 @@
+"""
+Rule-based segments: the saved definition, its validation and its translation
+into one database filter.
+
+A definition is a dict with any of these keys (all optional; an empty
+definition matches every supporter):
+
+    interests          slugs: subscribed to any of them
+    partners           slugs: came from any of these partners
+    countries          ISO 3166 codes
+    postcode_prefixes  postcode starts with any of these (case and spaces aside)
+    tags               tagged with any of these
+    statuses           supporter status values
+    joined_after       ISO date, inclusive
+    joined_before      ISO date, inclusive
+    opened_within_days opened any mailing in the last N days
+    clicked_within_days clicked a link in any mailing in the last N days
+"""
+
+import datetime
+
+from django.core.exceptions import ValidationError
+from django.db.models import Exists, OuterRef, Q
+from django.utils import timezone
+from django_countries import countries
+
+RULE_KEYS = (
+    "interests",
+    "partners",
+    "countries",
+    "postcode_prefixes",
+    "tags",
+    "statuses",
+    "joined_after",
+    "joined_before",
+    "opened_within_days",
+    "clicked_within_days",
+)
+
+
+class SegmentRuleError(ValidationError):
+    """A saved segment definition that can no longer be evaluated."""
+
+
+def _as_list(rules, key):
+    value = rules.get(key) or []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise SegmentRuleError(f"Rule '{key}' must be a list of text values.")
+    return [item.strip() for item in value if item.strip()]
+
+
+def _as_date(rules, key):
+    value = rules.get(key)
+    if not value:
+        return None
+    try:
+        return datetime.date.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise SegmentRuleError(
+            f"Rule '{key}' must be a date written as YYYY-MM-DD, not {value!r}."
+        ) from None
+
+
+def _as_days(rules, key):
+    value = rules.get(key)
+    if value in (None, ""):
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SegmentRuleError(f"Rule '{key}' must be a whole number of days, 1 or more.")
+    return value
+
+
+def validate_rules(rules):
+    """Return `rules` cleaned, or raise SegmentRuleError saying what to fix."""
+    from crm.models import CampaignInterest, PartnerOrganisation, Supporter
+
+    if not isinstance(rules, dict):
+        raise SegmentRuleError("A segment definition must be a set of named rules.")
+    unknown = sorted(set(rules) - set(RULE_KEYS))
+    if unknown:
+        raise SegmentRuleError(
+            f"Unknown rule {', '.join(map(repr, unknown))}; expected one of {', '.join(RULE_KEYS)}."
+        )
+
+    cleaned = {}
+    for key, model, label in (
+        ("interests", CampaignInterest, "Campaign interest"),
+        ("partners", PartnerOrganisation, "Partner organisation"),
+    ):
+        slugs = _as_list(rules, key)
+        found = set(model.objects.filter(slug__in=slugs).values_list("slug", flat=True))
+        missing = [slug for slug in slugs if slug not in found]
+        if missing:
+            raise SegmentRuleError(
+                f"{label} {', '.join(map(repr, missing))} does not exist "
+                "(it may have been deleted). Remove it from the segment's rules."
+            )
+        if slugs:
+            cleaned[key] = slugs
+
+    codes = [code.upper() for code in _as_list(rules, "countries")]
+    bad = [code for code in codes if code not in countries]
+    if bad:
+        raise SegmentRuleError(
+            f"Unknown country code {', '.join(map(repr, bad))}; use ISO 3166 codes such as GB."
+        )
+    if codes:
+        cleaned["countries"] = codes
+
+    prefixes = [p.replace(" ", "").upper() for p in _as_list(rules, "postcode_prefixes")]
+    if prefixes:
+        cleaned["postcode_prefixes"] = prefixes
+    tags = _as_list(rules, "tags")
+    if tags:
+        cleaned["tags"] = tags
+
+    statuses = _as_list(rules, "statuses")
+    bad = [s for s in statuses if s not in Supporter.Status.values]
+    if bad:
+        raise SegmentRuleError(
+            f"Unknown status {', '.join(map(repr, bad))}; "
+            f"expected one of {', '.join(Supporter.Status.values)}."
+        )
+    if statuses:
+        cleaned["statuses"] = statuses
+
+    after, before = _as_date(rules, "joined_after"), _as_date(rules, "joined_before")
+    if after and before and after > before:
+        raise SegmentRuleError("'Joined after' must not be later than 'joined before'.")
+    if after:
+        cleaned["joined_after"] = after.isoformat()
+    if before:
+        cleaned["joined_before"] = before.isoformat()
+
+    for key in ("opened_within_days", "clicked_within_days"):
+        days = _as_days(rules, key)
+        if days:
+            cleaned[key] = days
+    return cleaned
+
+
+def rules_filter(rules):
+    """Return a Q matching the supporters that `rules` describes.
+
+    Raise SegmentRuleError if the definition no longer holds (for example it
+    names an interest that has since been deleted), rather than silently
+    matching more people than it did when it was saved.
+    """
+    from crm.models import Subscription, Supporter
+
+    rules = validate_rules(rules)
+    condition = Q()
+    if "interests" in rules:
+        condition &= Exists(
+            Subscription.objects.filter(
+                supporter=OuterRef("pk"),
+                interest__slug__in=rules["interests"],
+                status=Subscription.Status.SUBSCRIBED,
+            )
+        )
+    if "partners" in rules:
+        condition &= Q(partner__slug__in=rules["partners"])
+    if "countries" in rules:
+        condition &= Q(country__in=rules["countries"])
+    if "postcode_prefixes" in rules:
+        prefix_match = Q()
+        for prefix in rules["postcode_prefixes"]:
+            prefix_match |= Q(postcode__istartswith=prefix)
+        condition &= prefix_match
+    if "tags" in rules:
+        condition &= Exists(
+            Supporter.tags.through.objects.filter(
+                supporter=OuterRef("pk"), tag__name__in=rules["tags"]
+            )
+        )
+    if "statuses" in rules:
+        condition &= Q(status__in=rules["statuses"])
+    tz = timezone.get_current_timezone()
+    if "joined_after" in rules:
+        start = datetime.date.fromisoformat(rules["joined_after"])
+        condition &= Q(created_at__gte=datetime.datetime.combine(start, datetime.time.min, tz))
+    if "joined_before" in rules:
+        end = datetime.date.fromisoformat(rules["joined_before"]) + datetime.timedelta(days=1)
+        condition &= Q(created_at__lt=datetime.datetime.combine(end, datetime.time.min, tz))
+    for key, kind in (("opened_within_days", "opened"), ("clicked_within_days", "clicked")):
+        if key in rules:
+            condition &= _engaged_within(kind, rules[key])
+    return condition
+
+
+def _engaged_within(kind, days):
+    from mailings.engagement import engaged_since
+
+    return engaged_since(kind, timezone.now() - datetime.timedelta(days=days))

@@ -1,0 +1,419 @@
+"""
+Writes to the CRM. Views, admin actions, imports, commands and tasks all
+change supporters, consent and suppression through these functions, so every
+change writes its consent record and audit event in the same transaction.
+"""
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from crm.models import (
+    AuditEvent,
+    CampaignInterest,
+    ConsentRecord,
+    LawfulBasis,
+    Segment,
+    SegmentMembership,
+    Subscription,
+    Supporter,
+    Suppression,
+    email_hash,
+)
+
+
+class RallyError(Exception):
+    """Base class for errors Rally raises on purpose."""
+
+
+class ConsentRefused(RallyError, ValidationError):
+    """Consent cannot be recorded for this supporter (suppressed or erased)."""
+
+
+# Statuses a supporter cannot be moved out of by granting consent: the
+# address failed or its owner objected, and only they can undo that by
+# signing up again from scratch.
+UNMAILABLE_STATUSES = {
+    Supporter.Status.BOUNCED,
+    Supporter.Status.COMPLAINED,
+    Supporter.Status.ERASED,
+}
+
+
+def supporter_create(*, actor=None, **fields) -> Supporter:
+    """Create a supporter after full validation (duplicates, bad addresses, country)."""
+    supporter = Supporter(**fields)
+    supporter.email = (supporter.email or "").strip()
+    supporter.full_clean()
+    supporter.save()
+    return supporter
+
+
+def supporter_get(email):
+    """Return the supporter with `email` (case and spaces aside), or None."""
+    return Supporter.objects.with_email(email).first()
+
+
+def _audit(kind, *, supporter=None, actor=None, source="", **detail):
+    return AuditEvent.objects.create(
+        kind=kind, supporter=supporter, actor=actor, source=source, detail=detail
+    )
+
+
+def _consent_record(*, supporter, interest, action, method, actor, actor_label, **extra):
+    return ConsentRecord.objects.create(
+        supporter=supporter,
+        interest=interest,
+        action=action,
+        method=method,
+        actor=actor,
+        actor_label=actor_label,
+        **extra,
+    )
+
+
+def consent_grant(
+    *,
+    supporter: Supporter,
+    interest: CampaignInterest | None,
+    method: str,
+    lawful_basis: str = LawfulBasis.CONSENT,
+    wording: str = "",
+    wording_version: str = "",
+    partner=None,
+    import_batch=None,
+    mailing=None,
+    actor=None,
+    actor_label: str = "",
+    ip_address: str | None = None,
+) -> bool:
+    """Record consent to `interest` (or to email at all when None) and subscribe.
+
+    Return True if anything changed. Refuse (ConsentRefused) for a suppressed,
+    bounced, complained or erased supporter: their "no" stands.
+    """
+    with transaction.atomic():
+        supporter = Supporter.objects.select_for_update().get(pk=supporter.pk)
+        if supporter.status in UNMAILABLE_STATUSES or supporter.is_suppressed():
+            raise ConsentRefused(
+                "This supporter cannot be subscribed: their address is suppressed, bounced, "
+                "complained or erased."
+            )
+        now = timezone.now()
+        changed = False
+        if interest is None:
+            if supporter.status == Supporter.Status.UNSUBSCRIBED:
+                supporter.status = Supporter.Status.ACTIVE
+                supporter.save(update_fields=["status", "updated_at"])
+                changed = True
+        else:
+            subscription, created = Subscription.objects.get_or_create(
+                supporter=supporter,
+                interest=interest,
+                defaults={"status": Subscription.Status.SUBSCRIBED, "subscribed_at": now},
+            )
+            if not created and subscription.status != Subscription.Status.SUBSCRIBED:
+                subscription.status = Subscription.Status.SUBSCRIBED
+                subscription.subscribed_at = now
+                subscription.save(update_fields=["status", "subscribed_at", "updated_at"])
+                changed = True
+            changed = changed or created
+            if supporter.status == Supporter.Status.UNSUBSCRIBED:
+                # Choosing a topic again is a "yes" to email.
+                supporter.status = Supporter.Status.ACTIVE
+                supporter.save(update_fields=["status", "updated_at"])
+        if changed:
+            _consent_record(
+                supporter=supporter,
+                interest=interest,
+                action=ConsentRecord.Action.GRANTED,
+                method=method,
+                lawful_basis=lawful_basis,
+                wording=wording,
+                wording_version=wording_version,
+                partner=partner,
+                import_batch=import_batch,
+                mailing=mailing,
+                actor=actor,
+                actor_label=actor_label,
+                ip_address=ip_address,
+                created_at=now,
+            )
+            _audit(
+                AuditEvent.Kind.CONSENT_GRANTED,
+                supporter=supporter,
+                actor=actor,
+                source=actor_label or method,
+                interest=interest.slug if interest else None,
+                method=method,
+            )
+    return changed
+
+
+def supporter_unsubscribe(
+    *,
+    supporter: Supporter,
+    interest: CampaignInterest | None = None,
+    method: str,
+    mailing=None,
+    actor=None,
+    actor_label: str = "",
+    wording: str = "",
+    ip_address: str | None = None,
+) -> bool:
+    """Withdraw consent for `interest`, or for all email when `interest` is None.
+
+    Idempotent: return False and write nothing if the supporter was already
+    unsubscribed.
+    """
+    with transaction.atomic():
+        supporter = Supporter.objects.select_for_update().get(pk=supporter.pk)
+        now = timezone.now()
+        subscriptions = Subscription.objects.filter(
+            supporter=supporter, status=Subscription.Status.SUBSCRIBED
+        )
+        if interest is not None:
+            subscriptions = subscriptions.filter(interest=interest)
+        changed = bool(
+            subscriptions.update(
+                status=Subscription.Status.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now
+            )
+        )
+        if interest is None and supporter.status == Supporter.Status.ACTIVE:
+            supporter.status = Supporter.Status.UNSUBSCRIBED
+            supporter.save(update_fields=["status", "updated_at"])
+            changed = True
+        if changed:
+            _consent_record(
+                supporter=supporter,
+                interest=interest,
+                action=ConsentRecord.Action.WITHDRAWN,
+                method=method,
+                mailing=mailing,
+                actor=actor,
+                actor_label=actor_label,
+                wording=wording,
+                ip_address=ip_address,
+                created_at=now,
+            )
+            _audit(
+                AuditEvent.Kind.CONSENT_WITHDRAWN,
+                supporter=supporter,
+                actor=actor,
+                source=actor_label or method,
+                interest=interest.slug if interest else None,
+                method=method,
+                mailing=mailing.pk if mailing else None,
+            )
+    return changed
+
+
+def suppression_add(
+    *, email: str = "", hashed: str = "", reason: str, actor=None, note: str = ""
+) -> Suppression:
+    """Put an address on the suppression list (idempotent); return its entry."""
+    hashed = hashed or email_hash(email)
+    entry, created = Suppression.objects.get_or_create(
+        email_hash=hashed, defaults={"reason": reason, "created_by": actor, "note": note}
+    )
+    if not created and reason == Suppression.Reason.ERASURE and entry.reason != reason:
+        # Erasure is the strongest reason: it also forbids adding the address again.
+        entry.reason = reason
+        entry.save(update_fields=["reason"])
+    if created:
+        _audit(AuditEvent.Kind.SUPPRESSED, actor=actor, source=reason, reason=reason)
+    return entry
+
+
+def supporter_mark_undeliverable(
+    *, supporter: Supporter, status: str, method: str, mailing=None, actor_label: str = ""
+) -> bool:
+    """Mark a supporter bounced or complained, stop all email and suppress the address.
+
+    Used by tracking webhooks. Idempotent: return False if nothing changed.
+    """
+    reason = {
+        Supporter.Status.BOUNCED: Suppression.Reason.HARD_BOUNCE,
+        Supporter.Status.COMPLAINED: Suppression.Reason.COMPLAINT,
+        Supporter.Status.UNSUBSCRIBED: Suppression.Reason.ESP_UNSUBSCRIBE,
+    }[status]
+    with transaction.atomic():
+        changed = supporter_unsubscribe(
+            supporter=supporter, method=method, mailing=mailing, actor_label=actor_label
+        )
+        supporter = Supporter.objects.select_for_update().get(pk=supporter.pk)
+        if supporter.status not in (status, Supporter.Status.ERASED):
+            supporter.status = status
+            supporter.save(update_fields=["status", "updated_at"])
+            changed = True
+        suppression_add(hashed=supporter.email_hash, reason=reason, note=actor_label)
+    return changed
+
+
+def supporter_revoke_links(*, supporter: Supporter, actor=None) -> Supporter:
+    """Invalidate every preference and unsubscribe link this supporter was sent."""
+    with transaction.atomic():
+        Supporter.objects.filter(pk=supporter.pk).update(
+            link_version=supporter.link_version + 1, updated_at=timezone.now()
+        )
+        _audit(AuditEvent.Kind.LINKS_REVOKED, supporter=supporter, actor=actor, source="staff")
+    supporter.refresh_from_db()
+    return supporter
+
+
+def supporter_export_data(*, supporter: Supporter, actor=None, source: str = "staff") -> dict:
+    """Return everything Rally holds about `supporter`, as JSON-ready data (GDPR access)."""
+    from mailings.services import mail_data_export
+
+    data = {
+        "supporter": {
+            "id": supporter.pk,
+            "email": supporter.email,
+            "first_name": supporter.first_name,
+            "last_name": supporter.last_name,
+            "postcode": supporter.postcode,
+            "country": str(supporter.country),
+            "phone": supporter.phone,
+            "organisation": supporter.organisation,
+            "source": supporter.source,
+            "partner": supporter.partner.name if supporter.partner else None,
+            "status": supporter.status,
+            "tags": [tag.name for tag in supporter.tags.all()],
+            "notes": supporter.notes,
+            "created_at": supporter.created_at.isoformat(),
+            "updated_at": supporter.updated_at.isoformat(),
+        },
+        "subscriptions": [
+            {
+                "interest": sub.interest.name,
+                "status": sub.status,
+                "subscribed_at": sub.subscribed_at and sub.subscribed_at.isoformat(),
+                "unsubscribed_at": sub.unsubscribed_at and sub.unsubscribed_at.isoformat(),
+            }
+            for sub in supporter.subscriptions.select_related("interest")
+        ],
+        "consent_history": [
+            {
+                "when": record.created_at.isoformat(),
+                "interest": record.interest.name if record.interest else "all email",
+                "action": record.action,
+                "method": record.method,
+                "lawful_basis": record.lawful_basis,
+                "wording": record.wording,
+                "wording_version": record.wording_version,
+                "partner": record.partner.name if record.partner else None,
+                "ip_address": record.ip_address,
+            }
+            for record in supporter.consent_records.select_related("interest", "partner")
+        ],
+        "segments": list(supporter.segment_memberships.values_list("segment__name", flat=True)),
+        "changes": [
+            {
+                "when": entry.history_date.isoformat(),
+                "type": entry.get_history_type_display(),
+            }
+            for entry in supporter.history.all()
+        ],
+    }
+    data.update(mail_data_export(supporter=supporter))
+    _audit(AuditEvent.Kind.DATA_EXPORTED, supporter=supporter, actor=actor, source=source)
+    return data
+
+
+def supporter_erase(*, supporter: Supporter, actor=None) -> Supporter:
+    """Erase a supporter's personal data at their request (GDPR right to erasure).
+
+    Anonymise the row (it stays, so mailing counts stay right), delete consent
+    details, change history, subscriptions and memberships, and suppress the
+    address so it is never emailed or added again.
+    """
+    from mailings.services import mail_data_erase
+
+    with transaction.atomic():
+        supporter = Supporter.objects.select_for_update().get(pk=supporter.pk)
+        if supporter.status == Supporter.Status.ERASED:
+            return supporter
+        suppression_add(hashed=supporter.email_hash, reason=Suppression.Reason.ERASURE, actor=actor)
+        mail_data_erase(supporter=supporter)
+        ConsentRecord.objects.filter(supporter=supporter)._erase()
+        Subscription.objects.filter(supporter=supporter).delete()
+        SegmentMembership.objects.filter(supporter=supporter).delete()
+        supporter.tags.clear()
+        # Earlier audit events name the supporter by id only; keep them.
+        supporter.email = f"erased-{supporter.pk}@erased.invalid"
+        supporter.first_name = supporter.last_name = ""
+        supporter.postcode = supporter.phone = supporter.organisation = supporter.notes = ""
+        supporter.status = Supporter.Status.ERASED
+        supporter.link_version += 1
+        supporter.save_without_historical_record()
+        supporter.history.all().delete()
+        _audit(AuditEvent.Kind.ERASED, supporter=supporter, actor=actor, source="staff")
+    return supporter
+
+
+def supporters_subscribe(*, supporters, interest: CampaignInterest, actor, method: str) -> int:
+    """Subscribe each of `supporters` to `interest` (staff bulk action); return how many."""
+    count = 0
+    with transaction.atomic():
+        for supporter in supporters.exclude(status__in=UNMAILABLE_STATUSES).not_suppressed():
+            count += consent_grant(
+                supporter=supporter,
+                interest=interest,
+                method=method,
+                actor=actor,
+                lawful_basis=LawfulBasis.CONSENT,
+                actor_label="staff bulk action",
+            )
+    return count
+
+
+def supporters_unsubscribe(*, supporters, interest: CampaignInterest, actor, method: str) -> int:
+    """Unsubscribe each of `supporters` from `interest` (staff bulk action); return how many."""
+    count = 0
+    with transaction.atomic():
+        for supporter in supporters.interested_in(interest):
+            count += supporter_unsubscribe(
+                supporter=supporter,
+                interest=interest,
+                method=method,
+                actor=actor,
+                actor_label="staff bulk action",
+            )
+    return count
+
+
+def segment_add_members(*, segment: Segment, supporters, actor=None) -> int:
+    """Add `supporters` to a static segment in one statement; return how many were new."""
+    if segment.kind != Segment.Kind.STATIC:
+        raise ValidationError("Only static segments have members added by hand.")
+    with transaction.atomic():
+        existing = SegmentMembership.objects.filter(segment=segment).values("supporter_id")
+        ids = list(supporters.exclude(pk__in=existing).values_list("pk", flat=True))
+        SegmentMembership.objects.bulk_create(
+            [SegmentMembership(segment=segment, supporter_id=pk, added_by=actor) for pk in ids],
+            ignore_conflicts=True,
+        )
+        _audit(
+            AuditEvent.Kind.SEGMENT_ADDED,
+            actor=actor,
+            source="staff",
+            segment=segment.pk,
+            count=len(ids),
+        )
+    return len(ids)
+
+
+def segment_remove_members(*, segment: Segment, supporters, actor=None) -> int:
+    """Remove `supporters` from a static segment; return how many were members."""
+    with transaction.atomic():
+        removed, _ = SegmentMembership.objects.filter(
+            segment=segment, supporter__in=supporters.values("pk")
+        ).delete()
+        _audit(
+            AuditEvent.Kind.SEGMENT_REMOVED,
+            actor=actor,
+            source="staff",
+            segment=segment.pk,
+            count=removed,
+        )
+    return removed

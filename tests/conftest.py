@@ -1,0 +1,102 @@
+import os
+
+import pytest
+from django.contrib.auth.models import Group
+
+from crm import roles
+from tests import factories
+
+# CI sets RALLY_REQUIRE_SERVICES=1: a test that needs PostgreSQL, Redis or
+# Chromium then fails when the service is missing instead of being skipped.
+REQUIRE_SERVICES = os.environ.get("RALLY_REQUIRE_SERVICES") == "1"
+
+
+def pytest_collection_modifyitems(config, items):
+    from django.conf import settings
+    from django.db import connections
+
+    missing = {
+        "postgres": connections["default"].vendor != "postgresql"
+        and "needs PostgreSQL (DATABASE_URL)",
+        "redis": not settings.REDIS_URL and "needs Redis (REDIS_URL)",
+    }
+    for item in items:
+        for marker, reason in missing.items():
+            if reason and item.get_closest_marker(marker):
+                if REQUIRE_SERVICES:
+                    pytest.exit(f"{item.nodeid} {reason}, which CI must provide", returncode=3)
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(autouse=True)
+def _fast_and_local(settings, tmp_path):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.SITE_URL = "https://rally.example.org"
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
+
+
+@pytest.fixture
+def interest(db):
+    return factories.CampaignInterestFactory(slug="r2p", name="Responsibility to Protect")
+
+
+@pytest.fixture
+def other_interest(db):
+    return factories.CampaignInterestFactory(slug="events", name="Events and actions")
+
+
+@pytest.fixture
+def partner(db):
+    return factories.PartnerOrganisationFactory(slug="waging-peace", name="Waging Peace")
+
+
+@pytest.fixture
+def supporter(db, interest):
+    """Alice: active, subscribed to Responsibility to Protect."""
+    return factories.SupporterFactory(
+        email="alice@example.org", first_name="Alice", subscribed_to=[interest]
+    )
+
+
+@pytest.fixture
+def opted_out_supporter(db, interest):
+    """Bob: unsubscribed from all email."""
+    bob = factories.SupporterFactory(
+        email="bob@example.org", first_name="Bob", subscribed_to=[interest]
+    )
+    from crm.services import supporter_unsubscribe
+
+    supporter_unsubscribe(supporter=bob, method="email_link")
+    bob.refresh_from_db()
+    return bob
+
+
+def _user_in(django_user_model, username, role):
+    user = django_user_model.objects.create_user(
+        username=username, password="pw", is_staff=True, email=f"{username}@rally.example.org"
+    )
+    roles.sync_role_permissions()
+    user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def membership_user(db, django_user_model):
+    return _user_in(django_user_model, "maya", roles.MEMBERSHIP_STAFF)
+
+
+@pytest.fixture
+def campaign_user(db, django_user_model):
+    return _user_in(django_user_model, "carl", roles.CAMPAIGN_MANAGERS)
+
+
+@pytest.fixture
+def superuser(db, django_user_model):
+    return django_user_model.objects.create_superuser(
+        username="root", password="pw", email="root@rally.example.org"
+    )

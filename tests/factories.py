@@ -1,0 +1,51 @@
+import factory
+
+from crm import models as crm
+from crm.models import LawfulBasis
+
+
+class CampaignInterestFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = crm.CampaignInterest
+        django_get_or_create = ("slug",)
+
+    slug = factory.Sequence(lambda n: f"interest-{n}")
+    name = factory.Sequence(lambda n: f"Interest {n}")
+    description = "What this topic is about."
+
+
+class PartnerOrganisationFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = crm.PartnerOrganisation
+        django_get_or_create = ("slug",)
+
+    slug = factory.Sequence(lambda n: f"partner-{n}")
+    name = factory.Sequence(lambda n: f"Partner {n}")
+    lawful_basis = LawfulBasis.CONSENT
+
+
+class SupporterFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = crm.Supporter
+
+    email = factory.Sequence(lambda n: f"supporter{n}@example.org")
+    first_name = "Sam"
+    last_name = "Taylor"
+    postcode = "SW1A 1AA"
+    country = "GB"
+
+    @factory.post_generation
+    def subscribed_to(self, create, interests, **kwargs):
+        from crm.services import consent_grant
+
+        for interest in interests or ():
+            consent_grant(supporter=self, interest=interest, method="staff", actor_label="test")
+
+
+class SegmentFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = crm.Segment
+
+    name = factory.Sequence(lambda n: f"Segment {n}")
+    kind = crm.Segment.Kind.RULES
+    rules = factory.LazyFunction(dict)
