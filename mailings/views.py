@@ -10,3 +10,13 @@ def healthz(request):
     except Exception:
         return JsonResponse({"database": "down"}, status=503)
     return JsonResponse({"database": "ok"})
+
+
+def preferences(request, token):
+    """The supporter's preference centre (built with the self-service pages)."""
+    return JsonResponse({"detail": "not available yet"}, status=501)
+
+
+def unsubscribe(request, token):
+    """One-click unsubscribe, RFC 8058 (built with the self-service pages)."""
+    return JsonResponse({"detail": "not available yet"}, status=501)
