@@ -13,7 +13,7 @@ from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.functional import cached_property
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django_countries import countries
 from simple_history.admin import SimpleHistoryAdmin
 
@@ -564,15 +564,10 @@ class SegmentAdmin(admin.ModelAdmin):
             return "Nobody matches."
         return format_html(
             "<ul>{}</ul>",
-            format_html(
-                "".join(
-                    format_html(
-                        '<li><a href="{}">{}</a></li>',
-                        reverse("admin:crm_supporter_change", args=[s.pk]),
-                        str(s),
-                    )
-                    for s in rows
-                )
+            format_html_join(
+                "",
+                '<li><a href="{}">{}</a></li>',
+                ((reverse("admin:crm_supporter_change", args=[s.pk]), str(s)) for s in rows),
             ),
         )
 
@@ -601,34 +596,31 @@ class TagAdmin(admin.ModelAdmin):
     search_fields = ("name",)
 
 
+class SuppressionForm(forms.ModelForm):
+    email_to_suppress = forms.EmailField(
+        label="Email address", help_text="Only a keyed hash of the address is stored."
+    )
+
+    class Meta:
+        model = Suppression
+        fields = ("reason", "note")
+
+
 @admin.register(Suppression)
 class SuppressionAdmin(admin.ModelAdmin):
+    """Staff add addresses by typing them; the list shows only hashes and reasons."""
+
+    form = SuppressionForm
     list_display = ("created_at", "reason", "note")
     list_filter = ("reason",)
-    readonly_fields = ("email_hash", "created_by", "created_at")
-    fields = ("email_to_suppress", "reason", "note", "email_hash", "created_by", "created_at")
-
-    def get_form(self, request, obj=None, **kwargs):
-        form = super().get_form(request, obj, fields=("reason", "note"), **kwargs)
-        form.base_fields["email_to_suppress"] = forms.EmailField(
-            label="Email address",
-            required=obj is None,
-            disabled=obj is not None,
-            help_text="Only a keyed hash of the address is stored.",
-        )
-        return form
+    readonly_fields = ("email_hash", "reason", "note", "created_by", "created_at")
 
     def get_fields(self, request, obj=None):
-        return (
-            ("email_to_suppress", "reason", "note")
-            if obj is None
-            else ("reason", "note", "email_hash", "created_by", "created_at")
-        )
+        if obj is None:
+            return ("email_to_suppress", "reason", "note")
+        return self.readonly_fields
 
     def save_model(self, request, obj, form, change):
-        if change:
-            super().save_model(request, obj, form, change)
-            return
         entry = services.suppression_add(
             email=form.cleaned_data["email_to_suppress"],
             reason=obj.reason,

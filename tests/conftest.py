@@ -96,6 +96,11 @@ def campaign_user(db, django_user_model):
 
 
 @pytest.fixture
+def staff_member(membership_user):
+    return membership_user
+
+
+@pytest.fixture
 def superuser(db, django_user_model):
     return django_user_model.objects.create_superuser(
         username="root", password="pw", email="root@rally.example.org"

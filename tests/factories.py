@@ -27,6 +27,7 @@ class PartnerOrganisationFactory(factory.django.DjangoModelFactory):
 class SupporterFactory(factory.django.DjangoModelFactory):
     class Meta:
         model = crm.Supporter
+        skip_postgeneration_save = True
 
     email = factory.Sequence(lambda n: f"supporter{n}@example.org")
     first_name = "Sam"
