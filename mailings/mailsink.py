@@ -1162,47 +1162,38 @@ class _Handler(BaseHTTPRequestHandler):
         sink = self.sink
         started = time.time()
         call, fault, latency_ms, faults = sink._begin_call()
-        status, accepted, requested = 0, 0, 0
+        accepted, requested = 0, 0
         try:
             if latency_ms:
                 time.sleep(latency_ms / 1000)
-            accept_after_hang = False
             if fault and fault["kind"] == "hang":
                 time.sleep(fault["seconds"])
-                accept_after_hang = fault["accept"]
-                if not accept_after_hang:
-                    status = 504
+                if not fault["accept"]:
                     raise _Reply(504, {"message": "Gateway timeout (simulated)."})
             if fault and fault["kind"] == "status":
-                status = fault["status"]
-                raise _Reply(status, _error_body(esp, status))
+                raise _Reply(fault["status"], _error_body(esp, fault["status"]))
             if fault and fault["kind"] == "rate_limit":
-                status = 429
-                raise _Reply(
-                    429,
-                    _error_body(esp, 429),
-                    {"Retry-After": str(fault["retry_after"])},
-                )
+                raise _Reply(429, _error_body(esp, 429), {"Retry-After": str(fault["retry_after"])})
             handle = _handle_postmark if esp == "postmark" else _handle_mailgun
             status, body, drafts, rejected, requested = handle(sink, self, endpoint, call, faults)
             accepted = len(sink._record(drafts, rejected))
-            self._json(status, body)
-        except _Reply as reply:
-            status = reply.status
-            self._json(reply.status, reply.body, reply.headers)
-        finally:
-            sink._end_call(
-                SinkCall(
-                    number=call,
-                    esp=esp,
-                    endpoint=endpoint,
-                    status=status,
-                    recipients=requested,
-                    accepted=accepted,
-                    started_at=started,
-                    duration=time.time() - started,
-                )
+            reply = _Reply(status, body)
+        except _Reply as refusal:
+            reply = refusal
+        # Log the call before answering, so a client that has its answer sees the call.
+        sink._end_call(
+            SinkCall(
+                number=call,
+                esp=esp,
+                endpoint=endpoint,
+                status=reply.status,
+                recipients=requested,
+                accepted=accepted,
+                started_at=started,
+                duration=time.time() - started,
             )
+        )
+        self._json(reply.status, reply.body, reply.headers)
 
 
 def _error_body(esp: str, status: int) -> Any:
