@@ -166,6 +166,15 @@ class Supporter(models.Model):
         help_text="The partner organisation this supporter first came from, if any.",
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    import_batch = models.ForeignKey(
+        "crm.ImportBatch",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        editable=False,
+        related_name="created_supporters",
+        help_text="The partner import that created this supporter, if one did.",
+    )
     tags = models.ManyToManyField(Tag, blank=True, related_name="supporters")
     notes = models.TextField(blank=True, help_text="For staff only; never shown to the supporter.")
     # Bumped to revoke every link this supporter was ever sent (see mailings.tokens).
@@ -476,33 +485,70 @@ class SegmentMembership(models.Model):
 
 
 class ImportBatch(models.Model):
-    """One partner list imported (or previewed) by staff or by the sync command."""
+    """One partner list imported (or previewed) by staff or by the sync command.
+
+    A batch is created by a clean preview (crm.imports.import_preview) and
+    holds the uploaded file until it is confirmed, so the confirm step applies
+    exactly the file, options and plan that were previewed.
+    """
 
     class Status(models.TextChoices):
         PREVIEWED = "previewed", "Previewed"
+        QUEUED = "queued", "Waiting to import"
         RUNNING = "running", "Importing"
         DONE = "done", "Imported"
         FAILED = "failed", "Failed"
         REVERTED = "reverted", "Reverted"
+        EXPIRED = "expired", "Preview expired"
 
     partner = models.ForeignKey(
         PartnerOrganisation, on_delete=models.PROTECT, related_name="import_batches"
     )
+    interests = models.ManyToManyField(
+        CampaignInterest,
+        blank=True,
+        related_name="+",
+        help_text="Interests every row was subscribed to, besides those named in the file.",
+    )
     file_name = models.CharField(max_length=255)
     file_hash = models.CharField(max_length=64, help_text="SHA-256 of the uploaded file.")
+    # The uploaded file, kept only between preview and confirm (then emptied):
+    # in the database, so a worker on another machine reads the same bytes.
+    file_data = models.BinaryField(null=True, blank=True, editable=False)
+    options = models.JSONField(
+        default=dict, blank=True, help_text="Format, encoding and merge options chosen."
+    )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PREVIEWED)
+    row_count = models.PositiveIntegerField(default=0, help_text="Data rows in the file.")
     counts = models.JSONField(default=dict, blank=True)
+    # SHA-256 of the previewed plan (each row's outcome and changes); the
+    # confirm step recomputes it and refuses to apply a different plan.
+    preview_digest = models.CharField(max_length=64, blank=True, editable=False)
+    # [row number, outcome, message] for every row that was not plainly new,
+    # updated or unchanged. Messages never contain email addresses.
+    report = models.JSONField(default=list, blank=True)
     error = models.TextField(blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
     )
     created_at = models.DateTimeField(default=timezone.now)
+    confirmed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    reverted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    reverted_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        ordering = ["-created_at"]
+        ordering = ["-created_at", "-id"]
         verbose_name = "import batch"
         verbose_name_plural = "import batches"
+        indexes = [
+            models.Index(fields=["file_hash"], name="crm_importbatch_file_hash"),
+        ]
 
     def __str__(self):
         return f"{self.file_name} from {self.partner} ({self.created_at:%Y-%m-%d})"
@@ -525,6 +571,7 @@ class AuditEvent(models.Model):
         ERASED = "erased", "Supporter erased"
         EXPORTED = "exported", "List exported"
         IMPORTED = "imported", "List imported"
+        IMPORT_REVERTED = "import_reverted", "List import reverted"
         LINKS_REVOKED = "links_revoked", "Email links revoked"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
