@@ -8,6 +8,8 @@ INDEXES = {
     "crm_supporter_last_name_prefix": "LOWER(last_name) varchar_pattern_ops",
     "crm_supporter_first_name_prefix": "LOWER(first_name) varchar_pattern_ops",
     "crm_supporter_postcode_prefix": "postcode varchar_pattern_ops",
+    # istartswith, as segment rules use for postcode prefixes, compares UPPER(col::text).
+    "crm_supporter_postcode_upper_prefix": "UPPER(postcode::text) text_pattern_ops",
 }
 
 
