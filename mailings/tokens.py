@@ -1,44 +1,84 @@
 """
 Signed links for supporters, one salt per purpose.
 
-Tokens carry the supporter's id and link version, signed with SECRET_KEY:
-unguessable, tamper-evident and not derived from the email address. Staff
-revoke every link a supporter was ever sent by bumping `link_version`
-(crm.services.supporter_revoke_links). Links do not expire by default, since
-an unsubscribe link must keep working for as long as the email sits in an
-inbox; pass `max_age` where a purpose needs one.
+Preference, unsubscribe and data-download tokens carry the supporter's id and
+link version, signed with SECRET_KEY: unguessable, tamper-evident and not
+derived from the email address. Staff revoke every link a supporter was ever
+sent by bumping `link_version` (crm.services.supporter_revoke_links).
+Preference and unsubscribe links do not expire, since an unsubscribe link must
+keep working for as long as the email sits in an inbox; data-download links
+expire after RALLY_DATA_LINK_MAX_AGE seconds.
+
+Sign-up confirmation and "email me my link" tokens carry an address that is
+not (yet) a supporter's, so they are encrypted as well as signed (Fernet, keyed
+from SECRET_KEY): the address never shows in a URL, a proxy's access log or the
+task queue. A pending sign-up lives only in its token, so nothing unconfirmed
+is stored and nothing needs purging; the token expires after
+RALLY_SIGNUP_CONFIRM_MAX_AGE seconds.
+
+Every reader returns None for a bad, expired or revoked token, never raises.
+Tests move the clock with time-machine or by replacing `now`.
 """
 
+import base64
+import json
+import time
+import zlib
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
+from django.utils.crypto import salted_hmac
 
 PREFERENCES_SALT = "rally.preferences"
 UNSUBSCRIBE_SALT = "rally.unsubscribe"
+DATA_DOWNLOAD_SALT = "rally.data-download"
+SIGNUP_SALT = "rally.signup"
+LINK_REQUEST_SALT = "rally.link-request"
+
+
+def now() -> float:
+    """Return the current time in seconds; replace in tests to move the clock."""
+    return time.time()
 
 
 def _sign(salt, payload):
     return signing.dumps(payload, salt=salt, compress=False)
 
 
-def _unsign(salt, token, max_age=None):
+def _unsign(salt, token):
     try:
-        return signing.loads(token, salt=salt, max_age=max_age)
+        payload = signing.loads(token, salt=salt)
     except (signing.BadSignature, ValueError, TypeError):
         return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _fresh(payload, max_age):
+    """Return `payload` if it was issued no more than `max_age` seconds ago."""
+    issued = payload.get("t") if payload else None
+    if not isinstance(issued, int | float):
+        return None
+    age = now() - issued
+    # A token from the future was not made by this clock: treat it as bad.
+    return payload if -60 <= age <= max_age else None
 
 
 def _supporter(payload):
     from crm.models import Supporter
 
-    if not isinstance(payload, dict):
+    if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
         return None
-    supporter = Supporter.objects.filter(pk=payload.get("s")).first()
+    supporter = Supporter.objects.filter(pk=payload["s"]).first()
     if supporter is None or supporter.link_version != payload.get("v"):
         return None
     if supporter.status == Supporter.Status.ERASED:
         return None
     return supporter
+
+
+# Preference centre -----------------------------------------------------------
 
 
 def make_preferences_token(supporter):
@@ -48,6 +88,14 @@ def make_preferences_token(supporter):
 def read_preferences_token(token):
     """Return the supporter `token` was made for, or None if it is not valid."""
     return _supporter(_unsign(PREFERENCES_SALT, token))
+
+
+def preferences_url(supporter):
+    path = reverse("preferences", args=[make_preferences_token(supporter)])
+    return f"{settings.SITE_URL}{path}"
+
+
+# One-click unsubscribe ---------------------------------------------------------
 
 
 def make_unsubscribe_token(supporter, mailing=None):
@@ -63,14 +111,86 @@ def read_unsubscribe_token(token):
     supporter = _supporter(payload)
     if supporter is None:
         return None, None
-    return supporter, payload.get("m")
-
-
-def preferences_url(supporter):
-    path = reverse("preferences", args=[make_preferences_token(supporter)])
-    return f"{settings.SITE_URL}{path}"
+    mailing_id = payload.get("m")
+    return supporter, mailing_id if isinstance(mailing_id, int) else None
 
 
 def unsubscribe_url(supporter, mailing=None):
     path = reverse("unsubscribe", args=[make_unsubscribe_token(supporter, mailing)])
     return f"{settings.SITE_URL}{path}"
+
+
+# "Download my data" --------------------------------------------------------------
+
+
+def make_data_download_token(supporter):
+    payload = {"s": supporter.pk, "v": supporter.link_version, "t": int(now())}
+    return _sign(DATA_DOWNLOAD_SALT, payload)
+
+
+def read_data_download_token(token):
+    """Return the supporter, or None if the token is bad, revoked or too old."""
+    payload = _fresh(_unsign(DATA_DOWNLOAD_SALT, token), settings.RALLY_DATA_LINK_MAX_AGE)
+    return _supporter(payload)
+
+
+def data_download_url(supporter):
+    path = reverse("data-download", args=[make_data_download_token(supporter)])
+    return f"{settings.SITE_URL}{path}"
+
+
+# Encrypted tokens: pending sign-ups and link requests ------------------------------
+
+
+def _fernet(salt):
+    secrets = [settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])]
+    keys = [
+        Fernet(
+            base64.urlsafe_b64encode(
+                salted_hmac(salt, "fernet", secret=s, algorithm="sha256").digest()
+            )
+        )
+        for s in secrets
+    ]
+    return MultiFernet(keys)
+
+
+def _seal(salt, payload):
+    data = zlib.compress(json.dumps(payload, separators=(",", ":")).encode())
+    return _fernet(salt).encrypt_at_time(data, int(now())).decode()
+
+
+def _open(salt, token, max_age):
+    try:
+        data = _fernet(salt).decrypt_at_time(token.encode(), max_age, int(now()))
+        payload = json.loads(zlib.decompress(data))
+    except (InvalidToken, ValueError, TypeError, AttributeError, zlib.error):
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def make_signup_token(signup: dict) -> str:
+    """Seal a pending sign-up (see mailings.selfservice.PendingSignup.as_dict)."""
+    return _seal(SIGNUP_SALT, signup)
+
+
+def read_signup_token(token) -> dict | None:
+    """Return the pending sign-up, or None if the token is bad or has expired."""
+    return _open(SIGNUP_SALT, token, settings.RALLY_SIGNUP_CONFIRM_MAX_AGE)
+
+
+def signup_confirm_url(token):
+    path = reverse("signup-confirm", args=[token])
+    return f"{settings.SITE_URL}{path}"
+
+
+def make_link_request_token(email: str) -> str:
+    """Seal an address someone asked us to send a preference link to."""
+    return _seal(LINK_REQUEST_SALT, {"e": email})
+
+
+def read_link_request_token(token) -> str | None:
+    """Return the address, or None; link requests are served within a day."""
+    payload = _open(LINK_REQUEST_SALT, token, 24 * 3600)
+    email = payload.get("e") if payload else None
+    return email if isinstance(email, str) else None

@@ -4,6 +4,22 @@ from mailings import views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
+    # Public supporter pages (docs/self-service.md).
+    path("join/", views.signup, name="signup"),
+    path("join/confirm/<str:token>/", views.signup_confirm, name="signup-confirm"),
+    path("preferences/", views.link_request, name="link-request"),
     path("preferences/<str:token>/", views.preferences, name="preferences"),
+    path(
+        "preferences/<str:token>/unsubscribe-all/",
+        views.preferences_unsubscribe_all,
+        name="preferences-unsubscribe-all",
+    ),
+    path(
+        "preferences/<str:token>/resubscribe/",
+        views.preferences_resubscribe,
+        name="preferences-resubscribe",
+    ),
+    path("preferences/<str:token>/my-data/", views.preferences_data, name="preferences-data"),
+    path("my-data/<str:token>/", views.data_download, name="data-download"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
 ]

@@ -170,6 +170,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_BEAT_SCHEDULE = {}
+# Task modules other than the apps' tasks.py (transactional notices to supporters).
+CELERY_IMPORTS = ["mailings.notices"]
 CELERY_TIMEZONE = TIME_ZONE
 
 # Email. ESP settings come from the environment: EMAIL_BACKEND names an Anymail
@@ -193,6 +195,40 @@ SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 # Key for the hashes on the suppression list. Keep it stable: changing it makes
 # every suppressed address unrecognisable. Defaults to one derived from SECRET_KEY.
 RALLY_SUPPRESSION_KEY = env.str("RALLY_SUPPRESSION_KEY", default="")
+
+# Supporter self-service pages (sign-up, preference centre, one-click
+# unsubscribe; see docs/self-service.md). A wording's version defaults to a
+# hash of its text, so changing the words always changes the recorded version.
+RALLY_SIGNUP_WORDING = env.str(
+    "RALLY_SIGNUP_WORDING",
+    default=(
+        "I would like {site_name} to email me about the campaign topics I have chosen. "
+        "I can change my choices or unsubscribe at any time from the link in every email."
+    ),
+)
+RALLY_SIGNUP_WORDING_VERSION = env.str("RALLY_SIGNUP_WORDING_VERSION", default="")
+RALLY_PREFERENCES_WORDING = env.str(
+    "RALLY_PREFERENCES_WORDING",
+    default=(
+        "Tick the campaign topics you would like {site_name} to email you about, "
+        "and untick any you no longer want."
+    ),
+)
+RALLY_PREFERENCES_WORDING_VERSION = env.str("RALLY_PREFERENCES_WORDING_VERSION", default="")
+# Seconds a sign-up confirmation link works (unconfirmed sign-ups are never stored).
+RALLY_SIGNUP_CONFIRM_MAX_AGE = env.int("RALLY_SIGNUP_CONFIRM_MAX_AGE", default=7 * 24 * 3600)
+# Seconds a "download my data" link works.
+RALLY_DATA_LINK_MAX_AGE = env.int("RALLY_DATA_LINK_MAX_AGE", default=24 * 3600)
+# Keep the IP address a sign-up came from on its consent record.
+RALLY_RECORD_IP = env.bool("RALLY_RECORD_IP", default=False)
+# Proxies in front of Rally that append to X-Forwarded-For (0: use the peer address).
+RALLY_TRUSTED_PROXIES = env.int("RALLY_TRUSTED_PROXIES", default=0)
+# Requests per client IP and per email address to the public forms, as "count/period"
+# with period s, m, h or d.
+RALLY_RATE_LIMIT_PER_IP = env.str("RALLY_RATE_LIMIT_PER_IP", default="30/h")
+RALLY_RATE_LIMIT_PER_ADDRESS = env.str("RALLY_RATE_LIMIT_PER_ADDRESS", default="5/h")
+# Sites allowed to embed the sign-up form in a frame (CSP frame-ancestors); "*" for any.
+RALLY_SIGNUP_FRAME_ANCESTORS = env.list("RALLY_SIGNUP_FRAME_ANCESTORS", default=["*"])
 
 # Security. TLS-dependent settings (SSL redirect, secure cookies, HSTS) are on
 # by default when DEBUG is off; turn them off only behind a proxy that does TLS.
