@@ -268,11 +268,19 @@ class SupporterAdmin(SimpleHistoryAdmin):
             return "—"
         export = reverse("admin:crm_supporter_export_data", args=[supporter.pk])
         erase = reverse("admin:crm_supporter_erase", args=[supporter.pk])
+        revoke = reverse("admin:crm_supporter_revoke_links", args=[supporter.pk])
+        # The revoke button sits inside the change form, so it posts that form
+        # (and its CSRF token) to the revoke view instead of nesting a form.
         return format_html(
             '<a class="button" href="{}">Export everything we hold (JSON)</a> '
-            '<a class="button" href="{}">Erase this supporter…</a>',
+            '<a class="button" href="{}">Erase this supporter…</a> '
+            '<button type="submit" class="button" formaction="{}" formmethod="post" '
+            "formnovalidate onclick=\"return confirm('Every preference and unsubscribe link "
+            "this supporter was sent will stop working. Continue?')\">"
+            "Revoke this supporter's email links</button>",
             export,
             erase,
+            revoke,
         )
 
     def get_readonly_fields(self, request, obj=None):

@@ -9,6 +9,8 @@ from tests import factories
 # CI sets RALLY_REQUIRE_SERVICES=1: a test that needs PostgreSQL, Redis or
 # Chromium then fails when the service is missing instead of being skipped.
 REQUIRE_SERVICES = os.environ.get("RALLY_REQUIRE_SERVICES") == "1"
+# Debian's Chromium, driven by Playwright in tests/browser/ (never a downloaded build).
+CHROMIUM = "/usr/bin/chromium"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -19,6 +21,7 @@ def pytest_collection_modifyitems(config, items):
         "postgres": connections["default"].vendor != "postgresql"
         and "needs PostgreSQL (DATABASE_URL)",
         "redis": not settings.REDIS_URL and "needs Redis (REDIS_URL)",
+        "browser": not os.path.exists(CHROMIUM) and f"needs Chromium ({CHROMIUM})",
     }
     for item in items:
         for marker, reason in missing.items():
@@ -105,3 +108,35 @@ def superuser(db, django_user_model):
     return django_user_model.objects.create_superuser(
         username="root", password="pw", email="root@rally.example.org"
     )
+
+
+@pytest.fixture
+def tasks_run_now():
+    """Run Celery tasks inline when queued, as a worker would, and raise their errors."""
+    from project.celery import app
+
+    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
+@pytest.fixture
+def fresh_cache(settings):
+    """A cache (rate-limit counts) of this test's own, empty at the start."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"rally-test-{os.urandom(4).hex()}",
+        }
+    }
+
+
+@pytest.fixture
+def r2p_mailing(db, interest):
+    """A newsletter sent for Responsibility to Protect."""
+    from mailings.models import Mailing
+
+    newsletter = Mailing.objects.create(name="R2P update", subject="The UK's duty to prevent")
+    newsletter.interests.set([interest])
+    return newsletter

@@ -1,0 +1,151 @@
+"""Signed links: unguessable, tamper-evident, long-lived, revocable, one salt per purpose."""
+
+import datetime as dt
+
+import pytest
+import time_machine
+from django.test import override_settings
+
+from crm import services
+from mailings import tokens
+
+pytestmark = pytest.mark.django_db
+
+
+def test_preferences_token_round_trip_names_the_supporter(supporter):
+    token = tokens.make_preferences_token(supporter)
+    assert tokens.read_preferences_token(token) == supporter
+
+
+def test_token_does_not_contain_the_email_address(supporter):
+    token = tokens.make_preferences_token(supporter)
+    assert "alice" not in token.lower()
+    assert tokens.preferences_url(supporter).startswith("https://rally.example.org/preferences/")
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda t: t[:-1] + ("A" if t[-1] != "A" else "B"),
+        lambda t: t.replace(":", ";", 1),
+        lambda t: "x" + t,
+        lambda t: t[: len(t) // 2],
+        lambda t: "",
+        lambda t: "not-a-token",
+    ],
+)
+def test_tampered_preferences_token_is_refused(supporter, mangle):
+    assert tokens.read_preferences_token(mangle(tokens.make_preferences_token(supporter))) is None
+
+
+def test_token_for_another_supporter_id_cannot_be_forged(supporter):
+    """Changing the payload breaks the signature: ids cannot be walked."""
+    token = tokens.make_preferences_token(supporter)
+    payload, rest = token.split(":", 1)
+    forged = payload.replace("eyJzIjox", "eyJzIjoy") + ":" + rest
+    assert tokens.read_preferences_token(forged) is None
+
+
+def test_token_of_one_purpose_is_refused_for_another(supporter):
+    assert tokens.read_unsubscribe_token(tokens.make_preferences_token(supporter)) == (None, None)
+    assert tokens.read_preferences_token(tokens.make_unsubscribe_token(supporter)) is None
+    assert tokens.read_data_download_token(tokens.make_preferences_token(supporter)) is None
+
+
+def test_unsubscribe_token_names_supporter_and_mailing(supporter, r2p_mailing):
+    token = tokens.make_unsubscribe_token(supporter, r2p_mailing)
+    assert tokens.read_unsubscribe_token(token) == (supporter, r2p_mailing.pk)
+    assert tokens.read_unsubscribe_token(tokens.make_unsubscribe_token(supporter)) == (
+        supporter,
+        None,
+    )
+
+
+def test_links_keep_working_for_years(supporter, r2p_mailing):
+    preferences = tokens.make_preferences_token(supporter)
+    unsubscribe = tokens.make_unsubscribe_token(supporter, r2p_mailing)
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(days=3 * 365)):
+        assert tokens.read_preferences_token(preferences) == supporter
+        assert tokens.read_unsubscribe_token(unsubscribe) == (supporter, r2p_mailing.pk)
+
+
+def test_staff_revoking_links_invalidates_every_earlier_link(supporter, r2p_mailing):
+    old_preferences = tokens.make_preferences_token(supporter)
+    old_unsubscribe = tokens.make_unsubscribe_token(supporter, r2p_mailing)
+    old_data = tokens.make_data_download_token(supporter)
+
+    supporter = services.supporter_revoke_links(supporter=supporter)
+
+    assert tokens.read_preferences_token(old_preferences) is None
+    assert tokens.read_unsubscribe_token(old_unsubscribe) == (None, None)
+    assert tokens.read_data_download_token(old_data) is None
+    assert tokens.read_preferences_token(tokens.make_preferences_token(supporter)) == supporter
+
+
+def test_erased_supporter_links_are_dead(supporter):
+    token = tokens.make_preferences_token(supporter)
+    services.supporter_erase(supporter=supporter)
+    assert tokens.read_preferences_token(token) is None
+
+
+def test_deleted_supporter_token_is_refused(supporter):
+    token = tokens.make_preferences_token(supporter)
+    supporter.delete()
+    assert tokens.read_preferences_token(token) is None
+
+
+def test_data_download_token_expires(supporter, settings):
+    settings.RALLY_DATA_LINK_MAX_AGE = 3600
+    token = tokens.make_data_download_token(supporter)
+    assert tokens.read_data_download_token(token) == supporter
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=61)):
+        assert tokens.read_data_download_token(token) is None
+
+
+def test_clock_can_be_replaced(supporter, monkeypatch, settings):
+    settings.RALLY_DATA_LINK_MAX_AGE = 60
+    token = tokens.make_data_download_token(supporter)
+    real_now = tokens.now()
+    monkeypatch.setattr(tokens, "now", lambda: real_now + 61)
+    assert tokens.read_data_download_token(token) is None
+
+
+def test_signup_token_is_encrypted_and_round_trips():
+    signup = {"e": "new.person@example.org", "f": "Nia", "i": [1, 2], "t": 1}
+    token = tokens.make_signup_token(signup)
+    assert "new.person" not in token
+    assert "example" not in token
+    assert tokens.read_signup_token(token) == signup
+
+
+def test_signup_token_expires(settings):
+    settings.RALLY_SIGNUP_CONFIRM_MAX_AGE = 7 * 24 * 3600
+    token = tokens.make_signup_token({"e": "late@example.org"})
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(days=6)):
+        assert tokens.read_signup_token(token) == {"e": "late@example.org"}
+    with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(days=8)):
+        assert tokens.read_signup_token(token) is None
+
+
+@pytest.mark.parametrize("junk", ["", "gAAAAA", "x" * 500, "gAAAAABn" + "A" * 120, "é"])
+def test_bad_signup_token_is_refused_not_raised(junk):
+    assert tokens.read_signup_token(junk) is None
+
+
+def test_tokens_survive_secret_key_rotation(supporter, settings):
+    preferences = tokens.make_preferences_token(supporter)
+    signup = tokens.make_signup_token({"e": "a@example.org"})
+    old_key = settings.SECRET_KEY
+    with override_settings(SECRET_KEY="a-brand-new-secret-key", SECRET_KEY_FALLBACKS=[old_key]):
+        assert tokens.read_preferences_token(preferences) == supporter
+        assert tokens.read_signup_token(signup) == {"e": "a@example.org"}
+    with override_settings(SECRET_KEY="a-brand-new-secret-key", SECRET_KEY_FALLBACKS=[]):
+        assert tokens.read_preferences_token(preferences) is None
+        assert tokens.read_signup_token(signup) is None
+
+
+def test_link_request_token_seals_the_address():
+    token = tokens.make_link_request_token("who@example.org")
+    assert "who" not in token
+    assert tokens.read_link_request_token(token) == "who@example.org"
+    assert tokens.read_link_request_token(token[:-2]) is None
