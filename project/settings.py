@@ -56,6 +56,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "project.logging.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -169,9 +170,25 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-CELERY_BEAT_SCHEDULE = {}
+CELERY_BEAT_SCHEDULE = {
+    # Proves beat, broker and a worker all work; /healthz reads the stamp.
+    "health-heartbeat": {"task": "project.health.heartbeat", "schedule": 30.0},
+    # Scheduled mailings start from here: a periodic dispatcher, not ETA tasks
+    # that a broker restart could lose.
+    "mailings-dispatch-due": {"task": "mailings.tasks.dispatch_due_mailings", "schedule": 15.0},
+    # Re-queues unfinished sending from database state (expired leases, tasks
+    # lost with the broker) and marks finished mailings sent.
+    "mailings-sweep": {"task": "mailings.tasks.sweep_sending", "schedule": 30.0},
+    # Forgets uploaded partner files that were previewed but never confirmed.
+    "crm-expire-import-previews": {"task": "crm.tasks.expire_import_previews", "schedule": 3600.0},
+}
+CELERY_TASK_ROUTES = {
+    "mailings.tasks.send_mailing_batches": {"queue": "sending"},
+    "mailings.tasks.start_mailing": {"queue": "sending"},
+    "crm.tasks.import_confirm": {"queue": "imports"},
+}
 # Task modules other than the apps' tasks.py (transactional notices to supporters).
-CELERY_IMPORTS = ["mailings.notices"]
+CELERY_IMPORTS = ["mailings.notices", "project.health"]
 CELERY_TIMEZONE = TIME_ZONE
 
 # Email. ESP settings come from the environment: EMAIL_BACKEND names an Anymail
@@ -195,6 +212,40 @@ SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 # Key for the hashes on the suppression list. Keep it stable: changing it makes
 # every suppressed address unrecognisable. Defaults to one derived from SECRET_KEY.
 RALLY_SUPPRESSION_KEY = env.str("RALLY_SUPPRESSION_KEY", default="")
+
+# Partner list imports and exports (docs/import.md).
+# Largest file accepted, in bytes.
+RALLY_IMPORT_MAX_BYTES = env.int("RALLY_IMPORT_MAX_BYTES", default=50 * 1000 * 1000)
+# Files with more rows than this are imported by a worker, with a progress bar.
+RALLY_IMPORT_ASYNC_THRESHOLD = env.int("RALLY_IMPORT_ASYNC_THRESHOLD", default=5000)
+# Hours an unconfirmed preview keeps its uploaded file.
+RALLY_IMPORT_PREVIEW_HOURS = env.int("RALLY_IMPORT_PREVIEW_HOURS", default=24)
+# django-import-export: Rally checks its own permissions (crm.import_supporters,
+# crm.export_supporters) and escapes formulas itself, in every export.
+IMPORT_EXPORT_SKIP_ADMIN_LOG = True
+IMPORT_EXPORT_ESCAPE_FORMULAE_ON_EXPORT = False
+
+# Sending newsletters (docs/sending.md explains each).
+# Messages per second across all workers, held in Redis (0: as fast as possible).
+RALLY_SEND_RATE = env.float("RALLY_SEND_RATE", default=0)
+# Deliveries a worker claims at once; with batch sending, recipients per ESP call.
+RALLY_SEND_BATCH_SIZE = env.int("RALLY_SEND_BATCH_SIZE", default=500)
+# One ESP call per batch using Anymail's merge_data, where the ESP supports it.
+RALLY_BATCH_SEND = env.bool("RALLY_BATCH_SEND", default=False)
+# Without batch sending: ESP calls in flight at once per sending task.
+RALLY_SEND_CONCURRENCY = env.int("RALLY_SEND_CONCURRENCY", default=16)
+# Sending tasks started per mailing (run by the workers of the "sending" queue).
+RALLY_SEND_TASKS = env.int("RALLY_SEND_TASKS", default=4)
+# How long a claimed delivery stays reserved for its worker; must be well
+# over one ESP call (ANYMAIL REQUESTS_TIMEOUT) so a live worker never loses it.
+RALLY_SEND_LEASE_SECONDS = env.int("RALLY_SEND_LEASE_SECONDS", default=300)
+# Give up on a delivery after this many transient failures.
+RALLY_SEND_MAX_ATTEMPTS = env.int("RALLY_SEND_MAX_ATTEMPTS", default=12)
+# An address for mailto: List-Unsubscribe, e.g. unsubscribe@example.org (optional).
+RALLY_UNSUBSCRIBE_MAILTO = env.str("RALLY_UNSUBSCRIBE_MAILTO", default="")
+# Ask the ESP to track opens and clicks (changes links and adds a pixel).
+RALLY_TRACK_OPENS = env.bool("RALLY_TRACK_OPENS", default=False)
+RALLY_TRACK_CLICKS = env.bool("RALLY_TRACK_CLICKS", default=False)
 
 # Supporter self-service pages (sign-up, preference centre, one-click
 # unsubscribe; see docs/self-service.md). A wording's version defaults to a
@@ -246,17 +297,40 @@ X_FRAME_OPTIONS = "DENY"
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
 
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # or "json" for log shippers
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": {"context": {"()": "project.logging.ContextFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "plain": {
+            "format": "%(asctime)s %(levelname)s %(name)s "
+            "[req=%(request_id)s task=%(task_id)s] %(message)s"
+        },
+        "json": {"()": "project.logging.JSONFormatter"},
     },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["context"],
+        },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
     },
 }
+
+# Error reporting to Sentry, when SENTRY_DSN is set and sentry-sdk is installed
+# (pip install sentry-sdk). Personal data is never sent.
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    import sentry_sdk
+
+    sentry_sdk.init(
+        dsn=SENTRY_DSN,
+        send_default_pii=False,
+        environment=env.str("SENTRY_ENVIRONMENT", default="production"),
+        traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
+    )

@@ -1,11 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from project.health import healthz
+
 admin.site.site_header = "Rally"
 admin.site.site_title = "Rally"
 admin.site.index_title = "Supporters and mailings"
 
 urlpatterns = [
+    path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("anymail/", include("anymail.urls")),
     path("", include("mailings.urls")),
