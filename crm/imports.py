@@ -1,0 +1,1583 @@
+"""
+Partner list imports: read a file, plan every row against the database in
+bulk, preview the plan, apply exactly that plan, and revert it.
+
+The admin's import screen (through crm.resources.SupporterResource), the
+`import_supporters` command and the Celery task all run these functions:
+
+    import_preview()   read and check the file, plan each row, keep a batch
+    import_enqueue()   hand a large confirmed batch to a worker
+    import_confirm()   re-plan under locks, refuse if anything differs, apply
+    import_revert()    undo what a batch created that nothing has touched since
+    import_expire_previews()  forget files that were previewed but never confirmed
+
+Work is set-based: existing supporters, subscriptions and suppressions are
+looked up in chunks of addresses, and rows are written with bulk inserts
+(COPY on PostgreSQL), so a 100,000-row file takes seconds, not minutes.
+Messages kept on a batch and written to logs never contain email addresses.
+"""
+
+import csv
+import datetime
+import hashlib
+import io
+import json
+import logging
+import re
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Max
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django_countries import countries
+
+from crm.models import (
+    AuditEvent,
+    CampaignInterest,
+    ConsentRecord,
+    ImportBatch,
+    PartnerOrganisation,
+    Subscription,
+    Supporter,
+    Suppression,
+    email_hash,
+    normalize_email,
+)
+from crm.services import RallyError
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 5000
+
+
+class ImportRejected(RallyError, ValidationError):
+    """The whole file cannot be imported (no email column, wrong encoding...).
+
+    Nothing was stored; the message says what to fix.
+    """
+
+
+class ImportRefused(RallyError, ValidationError):
+    """A batch cannot be confirmed or reverted in its current state."""
+
+
+class ImportFailed(RallyError, ValidationError):
+    """Applying a batch failed; the database is as it was before."""
+
+
+# Reading files ---------------------------------------------------------------------
+
+FORMATS = {
+    "csv": "CSV",
+    "tsv": "TSV (tab-separated)",
+    "xlsx": "Excel workbook (XLSX)",
+    "json": "JSON (a list of objects)",
+}
+EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".xlsx": "xlsx", ".json": "json"}
+ENCODINGS = {
+    "auto": "Detect (UTF-8, or Windows-1252 as Excel writes it)",
+    "utf-8": "UTF-8",
+    "cp1252": "Windows-1252 (Excel on Windows)",
+    "latin-1": "Latin-1 (ISO-8859-1)",
+    "utf-16": "UTF-16 (Excel's “Unicode text”)",
+}
+
+# What common non-spreadsheet files start with, to name them in the error.
+SIGNATURES = [
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a zip archive or an Office document"),
+    (b"\xd0\xcf\x11\xe0", "an old-style Office file (.xls or .doc)"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"Rar!", "a RAR archive"),
+    (b"7z\xbc\xaf", "a 7-Zip archive"),
+]
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass
+class Table:
+    """The cells of an import file: a heading row and data rows.
+
+    Row numbers are spreadsheet numbers: the headings are row 1, so
+    `rows[i]` is row `i + 2`.
+    """
+
+    headers: list
+    rows: list
+    file_format: str
+    encoding: str = ""
+
+    def __len__(self):
+        return len(self.rows)
+
+
+def _size_label(size):
+    return f"{size / 1_000_000:.1f} MB" if size >= 100_000 else f"{size / 1000:.0f} KB"
+
+
+def import_max_bytes():
+    return settings.RALLY_IMPORT_MAX_BYTES
+
+
+def check_size(size):
+    """Raise ImportRejected if a file of `size` bytes is over the configured limit."""
+    limit = import_max_bytes()
+    if size > limit:
+        raise ImportRejected(
+            f"The file is {_size_label(size)}; the largest file Rally imports is "
+            f"{_size_label(limit)}. Split the list into smaller files and import each."
+        )
+
+
+def detect_format(*, data, file_name):
+    """Return the format key for a file, from its name, or from its first bytes."""
+    suffix = ""
+    if "." in file_name:
+        suffix = "." + file_name.rsplit(".", 1)[1].lower()
+    if suffix in EXTENSIONS:
+        return EXTENSIONS[suffix]
+    if data.startswith(b"PK\x03\x04"):
+        return "xlsx"
+    if data.lstrip(b"\xef\xbb\xbf \r\n\t").startswith((b"[", b"{")):
+        return "json"
+    return "csv"
+
+
+def read_table(*, data: bytes, file_name: str, file_format: str = "", encoding: str = "auto"):
+    """Return the Table in `data`, or raise ImportRejected saying what is wrong with it."""
+    check_size(len(data))
+    file_format = file_format or detect_format(data=data, file_name=file_name)
+    if file_format not in FORMATS:
+        raise ImportRejected(
+            f"Rally cannot import {file_format!r} files; use one of: {', '.join(FORMATS)}."
+        )
+    if not data.strip():
+        raise ImportRejected("The file is empty.")
+    if file_format == "xlsx":
+        table = _read_xlsx(data)
+    else:
+        text, used = _decode(data, encoding, file_format)
+        if file_format == "json":
+            table = _read_json(text)
+        else:
+            table = _read_delimited(text, "\t" if file_format == "tsv" else None)
+        table.encoding = used
+    table.file_format = file_format
+    while table.rows and not any(_is_filled(cell) for cell in table.rows[-1]):
+        table.rows.pop()
+    if not any(_is_filled(cell) for cell in table.headers):
+        raise ImportRejected(
+            "The first row is empty. The first row must name the columns, e.g. Email, "
+            "First name, Last name."
+        )
+    if not table.rows:
+        raise ImportRejected(
+            "The file has a heading row but no data rows: there is nobody to import."
+        )
+    return table
+
+
+def _is_filled(cell):
+    return cell is not None and str(cell).strip() != ""
+
+
+def _binary_kind(data):
+    for signature, kind in SIGNATURES:
+        if data.startswith(signature):
+            return kind
+    return None
+
+
+def _decode(data, encoding, file_format):
+    label = FORMATS[file_format].split(" ")[0]
+    kind = _binary_kind(data)
+    if kind:
+        hint = (
+            " If it is an Excel workbook, choose the XLSX format."
+            if kind.startswith("a zip")
+            else ""
+        )
+        raise ImportRejected(
+            f"This is not a {label} file: it looks like {kind}.{hint} Export the list as "
+            "CSV or XLSX and upload that."
+        )
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) and encoding in ("auto", "utf-16"):
+        candidates = ["utf-16"]
+    elif encoding == "auto":
+        candidates = ["utf-8-sig", "cp1252"]
+    else:
+        candidates = ["utf-8-sig" if encoding == "utf-8" else encoding]
+    if b"\x00" in data and candidates != ["utf-16"]:
+        raise ImportRejected(
+            f"This is not a {label} file: it contains binary data. If it is UTF-16 text, "
+            "choose the UTF-16 encoding, or save it from Excel as “CSV UTF-8”."
+        )
+    error = None
+    for candidate in candidates:
+        try:
+            text = data.decode(candidate)
+        except UnicodeDecodeError as exc:
+            error = error or exc
+            continue
+        bad = CONTROL_CHARACTERS.search(text)
+        if bad:
+            row = text.count("\n", 0, bad.start()) + 1
+            raise ImportRejected(
+                f"This does not look like a {label} file: line {row} contains binary "
+                "control characters. Export the list as CSV or XLSX and upload that."
+            )
+        return text, "utf-8" if candidate == "utf-8-sig" else candidate
+    row = data.count(b"\n", 0, error.start) + 1
+    if encoding == "auto":
+        raise ImportRejected(
+            "The file's text encoding was not recognised: it is neither UTF-8 nor "
+            f"Windows-1252 (the first unreadable character is on line {row}). Save it from "
+            "Excel as “CSV UTF-8 (Comma delimited)” and upload it again, or choose its "
+            "encoding."
+        )
+    raise ImportRejected(
+        f"The file is not in the {ENCODINGS[encoding]} encoding you chose: line {row} has "
+        "a character that encoding cannot contain. Choose “Detect” or the file's real "
+        "encoding, or save it from Excel as “CSV UTF-8”."
+    )
+
+
+def _read_delimited(text, delimiter):
+    if delimiter is None:
+        first_line = text.split("\n", 1)[0]
+        # Excel in much of Europe writes semicolons; pick what the heading row uses.
+        delimiter = max(",;\t", key=first_line.count)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    try:
+        headers = next(reader, [])
+        rows = list(reader)
+    except csv.Error as error:
+        raise ImportRejected(
+            f"Line {reader.line_num} of the file cannot be read as CSV ({error}). Check for a "
+            "stray quote mark or an over-long cell."
+        ) from None
+    return Table(headers=headers, rows=rows, file_format="csv")
+
+
+def _read_json(text):
+    try:
+        items = json.loads(text)
+    except ValueError as error:
+        raise ImportRejected(f"The file is not valid JSON: {error}.") from None
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+        raise ImportRejected(
+            "A JSON file must hold a list of objects, one per person, e.g. "
+            '[{"email": "...", "first_name": "..."}].'
+        )
+    headers = list(dict.fromkeys(key for item in items for key in item))
+    rows = [[item.get(key) for key in headers] for item in items]
+    return Table(headers=headers, rows=rows, file_format="json")
+
+
+def _read_xlsx(data):
+    import openpyxl
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    kind = _binary_kind(data)
+    if not data.startswith(b"PK\x03\x04"):
+        what = f"it looks like {kind}" if kind else "it is not a zip-based workbook"
+        hint = " Open it in Excel and save it as .xlsx or CSV." if kind and "Office" in kind else ""
+        raise ImportRejected(f"This is not an Excel (XLSX) workbook: {what}.{hint}")
+    try:
+        # Formulas are read as formulas (data_only=False) so they can be refused.
+        book = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, OSError, ValueError):
+        raise ImportRejected(
+            "This is not a readable Excel (XLSX) workbook. It may be damaged, password "
+            "protected, or another kind of file renamed; open it in Excel and save it as "
+            ".xlsx or CSV."
+        ) from None
+    try:
+        filled = [sheet for sheet in book.worksheets if _sheet_has_data(sheet)]
+        if len(filled) > 1:
+            names = ", ".join(f"“{sheet.title}”" for sheet in filled)
+            raise ImportRejected(
+                f"The workbook has {len(filled)} sheets with data ({names}); Rally imports "
+                "one sheet at a time. Delete the other sheets, or save the sheet you want "
+                "as CSV."
+            )
+        if not filled:
+            raise ImportRejected("The file is empty.")
+        sheet = filled[0]
+        rows = []
+        for row in sheet.iter_rows():
+            values = []
+            for cell in row:
+                if cell.data_type == "f":
+                    raise ImportRejected(
+                        f"Cell {cell.coordinate} on sheet “{sheet.title}” contains a formula. "
+                        "Rally imports values, not formulas: select the cells, copy them, "
+                        "paste them back with Paste Special → Values, save and upload again."
+                    )
+                values.append(cell.value)
+            rows.append(values)
+    finally:
+        book.close()
+    headers = rows.pop(0) if rows else []
+    return Table(headers=headers, rows=rows, file_format="xlsx")
+
+
+def _sheet_has_data(sheet):
+    rows = sheet.iter_rows(values_only=True)
+    return any(_is_filled(value) for row in rows for value in row)
+
+
+# Matching columns ------------------------------------------------------------------
+
+# Heading (lower-cased, letters and digits only) -> the field it fills.
+COLUMN_ALIASES = {
+    "email": "email emailaddress emailaddr mail mailaddress primaryemail contactemail "
+    "personalemail emails",
+    "first_name": "firstname first forename forenames givenname fname christianname",
+    "last_name": "lastname last surname familyname lname secondname",
+    "full_name": "name fullname contactname yourname supportername",
+    "postcode": "postcode postalcode zip zipcode postcodezip zippostcode",
+    "country": "country countrycode countryname nation",
+    "phone": "phone telephone phonenumber tel mobile mobilenumber mobilephone telephonenumber",
+    "organisation": "organisation organization organisationname organizationname company "
+    "companyname org employer",
+    "interests": "interests interest topics topic lists list campaigns subscriptions",
+    "partner": "partner partnerslug partnerorganisation partnerorganization sourcepartner",
+    "updated": "updated updatedat lastupdated lastmodified modified dateupdated lastchanged",
+}
+HEADING_TO_FIELD = {
+    alias: name for name, aliases in COLUMN_ALIASES.items() for alias in aliases.split()
+}
+FIELD_LABELS = {
+    "email": "Email",
+    "first_name": "First name",
+    "last_name": "Last name",
+    "full_name": "Name",
+    "postcode": "Postcode",
+    "country": "Country",
+    "phone": "Phone",
+    "organisation": "Organisation",
+    "interests": "Interests",
+    "partner": "Partner",
+    "updated": "Updated",
+}
+# Supporter fields an import fills or updates, in display order.
+PERSON_FIELDS = ("first_name", "last_name", "postcode", "country", "phone", "organisation")
+
+
+def heading_key(heading):
+    return re.sub(r"[^a-z0-9]", "", str(heading or "").lower())
+
+
+def match_columns(headers):
+    """Return ({field: column index}, [ignored headings]) for a heading row.
+
+    Raise ImportRejected when there is no email column or two columns claim
+    the same field.
+    """
+    columns, ignored = {}, []
+    for index, heading in enumerate(headers):
+        name = HEADING_TO_FIELD.get(heading_key(heading))
+        if name is None:
+            if _is_filled(heading):
+                ignored.append(str(heading).strip())
+            continue
+        if name in columns:
+            first = str(headers[columns[name]]).strip()
+            raise ImportRejected(
+                f"Both “{first}” and “{str(heading).strip()}” look like the "
+                f"{FIELD_LABELS[name]} column; keep one of them and upload again."
+            )
+        columns[name] = index
+    if "email" not in columns:
+        found = ", ".join(f"“{str(h).strip()}”" for h in headers if _is_filled(h)) or "none"
+        raise ImportRejected(
+            "The file has no email column. The first row must name the columns, and one "
+            "must hold email addresses (headed Email, E-mail, Email address or similar). "
+            f"Headings found: {found}."
+        )
+    return columns, ignored
+
+
+# Planning ------------------------------------------------------------------------------
+
+NEW, UPDATED, UNCHANGED, SKIPPED, MERGED, ERROR = (
+    "new",
+    "updated",
+    "unchanged",
+    "skipped",
+    "merged",
+    "error",
+)
+OUTCOME_LABELS = {
+    NEW: "New",
+    UPDATED: "Updated",
+    UNCHANGED: "Unchanged",
+    SKIPPED: "Skipped",
+    MERGED: "Merged",
+    ERROR: "Error",
+}
+# A supporter in one of these states is never subscribed by an import.
+SKIP_STATUS_REASONS = {
+    Supporter.Status.UNSUBSCRIBED: ("unsubscribed", "unsubscribed from all email"),
+    Supporter.Status.BOUNCED: ("bounced", "their address bounced"),
+    Supporter.Status.COMPLAINED: ("complained", "they marked our email as spam"),
+    Supporter.Status.ERASED: ("erased", "their data was erased at their request"),
+}
+SUPPRESSION_REASONS = {
+    Suppression.Reason.HARD_BOUNCE: "on the suppression list: the address bounced",
+    Suppression.Reason.COMPLAINT: "on the suppression list: they complained about our email",
+    Suppression.Reason.ERASURE: "on the suppression list: erased at their request",
+    Suppression.Reason.STAFF: "on the suppression list (added by staff)",
+    Suppression.Reason.ESP_UNSUBSCRIBE: "on the suppression list: unsubscribed at the ESP",
+}
+COUNTRY_ALIASES = {
+    "uk": "GB",
+    "unitedkingdom": "GB",
+    "greatbritain": "GB",
+    "britain": "GB",
+    "england": "GB",
+    "scotland": "GB",
+    "wales": "GB",
+    "northernireland": "GB",
+    "usa": "US",
+    "us": "US",
+    "unitedstates": "US",
+    "unitedstatesofamerica": "US",
+}
+SPLIT_INTERESTS = re.compile(r"\s*[,;|\n]\s*")
+
+
+class Row:
+    """One data row of a file and what importing it does."""
+
+    __slots__ = (
+        "changes",
+        "email",
+        "hash",
+        "interest_ids",
+        "key",
+        "message",
+        "new_interest_ids",
+        "number",
+        "outcome",
+        "partner_id",
+        "reason",
+        "supporter_id",
+        "updated",
+        "values",
+    )
+
+    def __init__(self, number):
+        self.number = number
+        self.email = ""
+        self.key = ""
+        self.hash = ""
+        self.values = {}
+        self.interest_ids = set()
+        self.partner_id = None
+        self.updated = None
+        self.outcome = ""
+        self.message = ""
+        self.reason = ""
+        self.supporter_id = None
+        self.changes = {}
+        self.new_interest_ids = ()
+
+    def fail(self, message):
+        self.outcome = ERROR
+        self.message = message if self.message == "" else f"{self.message}; {message}"
+
+
+@dataclass
+class ImportOptions:
+    """How to read a file and merge it; stored on the batch between preview and confirm."""
+
+    file_format: str = ""
+    encoding: str = "auto"
+    overwrite: bool = False
+    skip_invalid: bool = False
+
+    def as_dict(self):
+        return {
+            "file_format": self.file_format,
+            "encoding": self.encoding,
+            "overwrite": self.overwrite,
+            "skip_invalid": self.skip_invalid,
+        }
+
+    @classmethod
+    def from_dict(cls, data):
+        return cls(**{key: data[key] for key in cls().as_dict() if key in data})
+
+
+@dataclass
+class ImportPlan:
+    """What importing a file does, row by row."""
+
+    rows: list
+    columns: dict
+    ignored_columns: list
+    interests: dict  # id -> CampaignInterest, for display
+    partners: dict  # id -> PartnerOrganisation
+    counts: dict = field(default_factory=dict)
+    digest: str = ""
+
+    @property
+    def errors(self):
+        return [row for row in self.rows if row.outcome == ERROR]
+
+    @property
+    def has_errors(self):
+        return bool(self.counts.get(ERROR))
+
+    def report(self):
+        """Return [row number, outcome, message] for each row that needs a word of explanation."""
+        return [
+            [row.number, row.outcome, row.message]
+            for row in self.rows
+            if row.outcome in (SKIPPED, MERGED, ERROR)
+        ]
+
+    def describe(self, row):
+        """Return what importing `row` does, in words (for the preview)."""
+        if row.outcome in (SKIPPED, MERGED, ERROR):
+            return row.message
+        parts = []
+        if row.outcome == UPDATED and row.changes:
+            labels = ", ".join(FIELD_LABELS[name].lower() for name in row.changes)
+            parts.append(f"sets {labels}")
+        if row.new_interest_ids:
+            names = ", ".join(
+                self.interests[pk].name for pk in sorted(row.new_interest_ids, key=self._order)
+            )
+            parts.append(f"subscribes to {names}")
+        if row.message:
+            parts.append(row.message)
+        return "; ".join(parts)
+
+    def _order(self, pk):
+        interest = self.interests[pk]
+        return (interest.position, interest.name)
+
+
+class _Lookups:
+    """Reference data a plan checks rows against, loaded once per plan."""
+
+    def __init__(self, *, partner, interests):
+        self.partner = partner
+        self.default_interest_ids = {interest.pk for interest in interests}
+        self.interests = {interest.pk: interest for interest in CampaignInterest.objects.all()}
+        self.interest_keys = {}
+        for interest in self.interests.values():
+            self.interest_keys[interest.slug.lower()] = interest.pk
+            self.interest_keys.setdefault(interest.name.lower(), interest.pk)
+        self.partners = {p.pk: p for p in PartnerOrganisation.objects.all()}
+        self.partners.setdefault(partner.pk, partner)
+        self.partner_keys = {}
+        for p in self.partners.values():
+            self.partner_keys[p.slug.lower()] = p.pk
+            self.partner_keys.setdefault(p.name.lower(), p.pk)
+        self.countries = {}
+        for code, name in countries:
+            self.countries[code.lower()] = code
+            self.countries[heading_key(name)] = code
+            alpha3 = countries.alpha3(code)
+            if alpha3:
+                self.countries[alpha3.lower()] = code
+        self.countries.update(COUNTRY_ALIASES)
+        self.max_lengths = {
+            name: Supporter._meta.get_field(name).max_length for name in ("email", *PERSON_FIELDS)
+        }
+
+
+def _text(value):
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return value.isoformat()
+    return str(value).strip()
+
+
+UPDATED_FORMATS = ("%d/%m/%Y", "%d/%m/%Y %H:%M", "%d/%m/%Y %H:%M:%S", "%d.%m.%Y")
+
+
+def _parse_updated(value):
+    if isinstance(value, datetime.datetime):
+        moment = value
+    elif isinstance(value, datetime.date):
+        moment = datetime.datetime.combine(value, datetime.time())
+    else:
+        text = _text(value)
+        moment = None
+        try:
+            moment = datetime.datetime.fromisoformat(text)
+        except ValueError:
+            for pattern in UPDATED_FORMATS:
+                try:
+                    moment = datetime.datetime.strptime(text, pattern)
+                    break
+                except ValueError:
+                    continue
+        if moment is None:
+            return None
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment)
+    return moment
+
+
+_validate_email = EmailValidator()
+
+
+def _read_rows(table, columns, lookups):
+    """Turn each data row into a Row with checked values (or a row error)."""
+    index = columns.get
+    email_at, name_at = index("email"), index("full_name")
+    interests_at, partner_at, updated_at = index("interests"), index("partner"), index("updated")
+    field_at = [(name, columns[name]) for name in PERSON_FIELDS if name in columns]
+    max_lengths = lookups.max_lengths
+    rows = []
+    for offset, cells in enumerate(table.rows):
+        width = len(cells)
+        if not any(_is_filled(cell) for cell in cells):
+            continue
+        row = Row(offset + 2)
+        rows.append(row)
+        email = _text(cells[email_at]) if email_at < width else ""
+        row.email = email
+        if not email:
+            row.fail("no email address")
+        elif len(email) > max_lengths["email"]:
+            row.fail(f"the email address is {len(email)} characters long; at most 254 fit")
+        else:
+            try:
+                _validate_email(email)
+            except ValidationError:
+                row.fail("the email address is not valid")
+            else:
+                row.key = normalize_email(email)
+        values = row.values
+        for name, at in field_at:
+            value = _text(cells[at]) if at < width else ""
+            if not value:
+                continue
+            if name == "country":
+                code = lookups.countries.get(heading_key(value))
+                if code is None:
+                    row.fail(
+                        f"“{value[:40]}” is not a country Rally knows; use a country name or "
+                        "a two-letter code such as GB"
+                    )
+                    continue
+                value = code
+            elif len(value) > max_lengths[name]:
+                row.fail(
+                    f"{FIELD_LABELS[name]} is {len(value)} characters long; at most "
+                    f"{max_lengths[name]} fit"
+                )
+                continue
+            values[name] = value
+        if name_at is not None and name_at < width:
+            full = _text(cells[name_at])
+            if full and "first_name" not in values and "last_name" not in values:
+                first, _, last = full.rpartition(" ")
+                first, last = (first, last) if first else (last, "")
+                for name, value in (("first_name", first), ("last_name", last)):
+                    if len(value) > max_lengths[name]:
+                        row.fail(
+                            f"{FIELD_LABELS[name]} is {len(value)} characters long; at most "
+                            f"{max_lengths[name]} fit"
+                        )
+                    elif value:
+                        values[name] = value
+        interest_ids = set(lookups.default_interest_ids)
+        if interests_at is not None and interests_at < width:
+            text = _text(cells[interests_at])
+            for token in SPLIT_INTERESTS.split(text) if text else ():
+                if not token:
+                    continue
+                pk = lookups.interest_keys.get(token.lower())
+                if pk is None:
+                    known = ", ".join(i.slug for i in lookups.interests.values())
+                    row.fail(f"“{token[:40]}” is not a known interest (known: {known})")
+                else:
+                    interest_ids.add(pk)
+        if not interest_ids and row.outcome != ERROR:
+            row.fail(
+                "no interest to subscribe to: fill the Interests column or choose interests "
+                "for the whole import"
+            )
+        row.interest_ids = interest_ids
+        row.partner_id = lookups.partner.pk
+        if partner_at is not None and partner_at < width:
+            text = _text(cells[partner_at])
+            if text:
+                pk = lookups.partner_keys.get(text.lower())
+                if pk is None:
+                    known = ", ".join(p.slug for p in lookups.partners.values())
+                    row.fail(f"“{text[:40]}” is not a known partner (known: {known})")
+                else:
+                    row.partner_id = pk
+        if updated_at is not None and updated_at < width and _is_filled(cells[updated_at]):
+            row.updated = _parse_updated(cells[updated_at])
+            if row.updated is None:
+                row.fail(
+                    f"“{_text(cells[updated_at])[:40]}” in the Updated column is not a date; "
+                    "write dates as YYYY-MM-DD or DD/MM/YYYY"
+                )
+        if row.outcome == ERROR:
+            row.message = f"Row {row.number}: {row.message}."
+    return rows
+
+
+def _merge_duplicates(rows):
+    """Merge rows for the same person into the first; return the first rows by key."""
+    first_by_key = {}
+    for row in rows:
+        if row.outcome == ERROR:
+            continue
+        first = first_by_key.get(row.key)
+        if first is None:
+            first_by_key[row.key] = row
+            continue
+        row.outcome = MERGED
+        row.supporter_id = None
+        kept = []
+        for name, value in row.values.items():
+            current = first.values.get(name)
+            if current is None:
+                first.values[name] = value
+            elif current != value:
+                kept.append(FIELD_LABELS[name].lower())
+        first.interest_ids |= row.interest_ids
+        if row.updated and (first.updated is None or row.updated > first.updated):
+            first.updated = row.updated
+        message = f"Row {row.number}: same address as row {first.number}; merged into it"
+        if kept:
+            message += f" (kept row {first.number}'s {', '.join(kept)})"
+        row.message = message + "."
+    return first_by_key
+
+
+def _chunks(items, size=CHUNK):
+    items = list(items)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+SUPPORTER_STATE = (
+    "id",
+    "email",
+    "status",
+    "updated_at",
+    "first_name",
+    "last_name",
+    "postcode",
+    "country",
+    "phone",
+    "organisation",
+    "source",
+    "partner_id",
+    "import_batch_id",
+    "notes",
+    "created_at",
+)
+
+
+def import_plan(
+    *,
+    table: Table,
+    partner: PartnerOrganisation,
+    interests=(),
+    options: ImportOptions | None = None,
+    lock: bool = False,
+    progress=None,
+) -> ImportPlan:
+    """Return what importing `table` for `partner` would do, without changing anything.
+
+    With `lock`, lock the existing supporters the file names (call inside a
+    transaction), so the plan stays true until the transaction ends.
+    """
+    options = options or ImportOptions()
+    columns, ignored = match_columns(table.headers)
+    lookups = _Lookups(partner=partner, interests=interests)
+    rows = _read_rows(table, columns, lookups)
+    first_by_key = _merge_duplicates(rows)
+    total = len(first_by_key)
+
+    for row in first_by_key.values():
+        row.hash = email_hash(row.key)
+    suppressed = {}
+    for chunk in _chunks(row.hash for row in first_by_key.values()):
+        suppressed.update(
+            Suppression.objects.filter(email_hash__in=chunk).values_list("email_hash", "reason")
+        )
+
+    existing = {}
+    done = 0
+    for chunk in _chunks(first_by_key):
+        query = (
+            Supporter.objects.alias(email_key=Lower("email"))
+            .filter(email_key__in=chunk)
+            .order_by("pk")
+        )
+        if lock:
+            query = query.select_for_update()
+        for state in query.values_list(*SUPPORTER_STATE):
+            existing[normalize_email(state[1])] = state
+        done += len(chunk)
+        if progress:
+            progress("checking", done, total)
+
+    subscriptions = {}
+    for chunk in _chunks(state[0] for state in existing.values()):
+        for supporter_id, interest_id, status, unsubscribed_at in Subscription.objects.filter(
+            supporter_id__in=chunk
+        ).values_list("supporter_id", "interest_id", "status", "unsubscribed_at"):
+            subscriptions.setdefault(supporter_id, {})[interest_id] = (status, unsubscribed_at)
+
+    field_index = {name: SUPPORTER_STATE.index(name) for name in PERSON_FIELDS}
+    unsubscribed = Subscription.Status.UNSUBSCRIBED
+    for key, row in first_by_key.items():
+        reason = suppressed.get(row.hash)
+        state = existing.get(key)
+        if state is not None:
+            row.supporter_id = state[0]
+        if reason is not None:
+            row.outcome, row.reason = SKIPPED, f"suppressed_{reason}"
+            row.message = f"Row {row.number}: {SUPPRESSION_REASONS.get(reason, 'suppressed')}"
+            row.message += "; not imported." if state is None else "; left unchanged."
+            continue
+        if state is None:
+            row.outcome = NEW
+            row.new_interest_ids = tuple(sorted(row.interest_ids))
+            continue
+        status = state[2]
+        if status in SKIP_STATUS_REASONS:
+            row.outcome = SKIPPED
+            row.reason, words = SKIP_STATUS_REASONS[status]
+            row.message = f"Row {row.number}: {words}; left unchanged."
+            continue
+        current = subscriptions.get(state[0], {})
+        withdrawn = [
+            (pk, current[pk][1])
+            for pk in row.interest_ids
+            if pk in current and current[pk][0] == unsubscribed
+        ]
+        if withdrawn:
+            row.outcome, row.reason = SKIPPED, "unsubscribed_interest"
+            names = ", ".join(
+                lookups.interests[pk].name + (f" on {when:%d %b %Y}" if when else "")
+                for pk, when in sorted(withdrawn)
+            )
+            row.message = f"Row {row.number}: unsubscribed from {names}; left unchanged."
+            continue
+        changes, kept = {}, []
+        newer = row.updated is None or row.updated > state[3]
+        for name, value in row.values.items():
+            held = state[field_index[name]]
+            if held == value:
+                continue
+            if not held or (options.overwrite and newer):
+                changes[name] = value
+            else:
+                kept.append(FIELD_LABELS[name].lower())
+        if kept:
+            why = "the file's row is older" if options.overwrite else "replacing is off"
+            row.message = f"kept our {', '.join(kept)} ({why})"
+        row.changes = changes
+        row.new_interest_ids = tuple(sorted(pk for pk in row.interest_ids if pk not in current))
+        row.outcome = UPDATED if changes or row.new_interest_ids else UNCHANGED
+
+    counts = Counter(row.outcome for row in rows)
+    plan = ImportPlan(
+        rows=rows,
+        columns={name: str(table.headers[at]).strip() for name, at in columns.items()},
+        ignored_columns=ignored,
+        interests=lookups.interests,
+        partners=lookups.partners,
+    )
+    subscribing = sum(len(row.new_interest_ids) for row in first_by_key.values())
+    plan.counts = {
+        "rows": len(rows),
+        **{outcome: counts.get(outcome, 0) for outcome in OUTCOME_LABELS},
+        "subscriptions": subscribing,
+        "skip_reasons": dict(Counter(row.reason for row in rows if row.outcome == SKIPPED)),
+    }
+    plan.digest = _digest(plan, partner, interests, options)
+    return plan
+
+
+def _digest(plan, partner, interests, options):
+    digest = hashlib.sha256()
+    header = [partner.pk, sorted(i.pk for i in interests), options.as_dict()]
+    digest.update(json.dumps(header, sort_keys=True).encode())
+    for row in plan.rows:
+        changes = "|".join(f"{name}={value}" for name, value in sorted(row.changes.items()))
+        digest.update(
+            f"\n{row.number}:{row.outcome}:{row.supporter_id or row.key}:{row.partner_id}:"
+            f"{changes}:{','.join(map(str, row.new_interest_ids))}".encode()
+        )
+    return digest.hexdigest()
+
+
+# Preview ---------------------------------------------------------------------------
+
+
+@dataclass
+class ImportPreview:
+    """A planned import: the file's table, the plan, and the batch that can confirm it."""
+
+    table: Table
+    plan: ImportPlan
+    batch: ImportBatch | None
+    duplicate_of: ImportBatch | None = None
+
+    @property
+    def confirmable(self):
+        return self.batch is not None
+
+
+def import_preview(
+    *,
+    data: bytes,
+    file_name: str,
+    partner: PartnerOrganisation,
+    interests=(),
+    options: ImportOptions | None = None,
+    actor=None,
+) -> ImportPreview:
+    """Plan the import of `data` and keep it as a batch waiting for confirmation.
+
+    Raise ImportRejected when the whole file is unusable. When rows have
+    errors (and the options do not skip them), return the plan without a
+    batch: nothing is stored and the file cannot be confirmed.
+    """
+    options = options or ImportOptions()
+    interests = list(interests)
+    table = read_table(
+        data=data, file_name=file_name, file_format=options.file_format, encoding=options.encoding
+    )
+    options.file_format = table.file_format
+    plan = import_plan(table=table, partner=partner, interests=interests, options=options)
+    file_hash = hashlib.sha256(data).hexdigest()
+    duplicate_of = (
+        ImportBatch.objects.filter(
+            file_hash=file_hash, partner=partner, status=ImportBatch.Status.DONE
+        )
+        .order_by("-finished_at")
+        .first()
+    )
+    batch = None
+    if not plan.has_errors or options.skip_invalid:
+        with transaction.atomic():
+            batch = ImportBatch.objects.create(
+                partner=partner,
+                file_name=file_name[:255],
+                file_hash=file_hash,
+                file_data=data,
+                options=options.as_dict(),
+                status=ImportBatch.Status.PREVIEWED,
+                row_count=len(table.rows),
+                counts=plan.counts,
+                preview_digest=plan.digest,
+                report=plan.report(),
+                created_by=actor,
+            )
+            batch.interests.set(interests)
+    return ImportPreview(table=table, plan=plan, batch=batch, duplicate_of=duplicate_of)
+
+
+def import_replan(*, batch: ImportBatch) -> ImportPreview:
+    """Plan `batch`'s stored file again, as it would import now (for previews and reports)."""
+    if not batch.file_data:
+        raise ImportRefused("This batch no longer holds its file.")
+    options = ImportOptions.from_dict(batch.options)
+    table = read_table(
+        data=bytes(batch.file_data),
+        file_name=batch.file_name,
+        file_format=options.file_format,
+        encoding=options.encoding,
+    )
+    plan = import_plan(
+        table=table, partner=batch.partner, interests=list(batch.interests.all()), options=options
+    )
+    return ImportPreview(table=table, plan=plan, batch=batch)
+
+
+# Confirm ---------------------------------------------------------------------------------
+
+
+def progress_key(batch_id):
+    return f"crm:import-progress:{batch_id}"
+
+
+def import_progress(*, batch_id) -> dict:
+    """Return the last progress a running confirm reported: stage, done and total rows."""
+    return cache.get(progress_key(batch_id)) or {}
+
+
+def _reporter(batch_id):
+    def report(stage, done, total):
+        cache.set(progress_key(batch_id), {"stage": stage, "done": done, "total": total}, 3600)
+
+    return report
+
+
+def import_enqueue(*, batch: ImportBatch, actor=None) -> bool:
+    """Queue `batch` for a worker to confirm; return False if it was not waiting.
+
+    The claim is a conditional update, so confirming twice queues once.
+    """
+    from crm import tasks
+
+    with transaction.atomic():
+        claimed = ImportBatch.objects.filter(
+            pk=batch.pk, status=ImportBatch.Status.PREVIEWED
+        ).update(status=ImportBatch.Status.QUEUED, confirmed_by=actor)
+        if claimed:
+            cache.set(
+                progress_key(batch.pk), {"stage": "queued", "done": 0, "total": batch.row_count}
+            )
+            tasks.import_confirm.delay_on_commit(batch.pk, actor.pk if actor else None)
+    return bool(claimed)
+
+
+REFUSALS = {
+    ImportBatch.Status.QUEUED: "This import is already waiting to run.",
+    ImportBatch.Status.RUNNING: "This import is already running.",
+    ImportBatch.Status.DONE: "This import was already confirmed; it was not applied again.",
+    ImportBatch.Status.FAILED: "This import failed; upload the file again to retry.",
+    ImportBatch.Status.REVERTED: "This import was reverted; upload the file again to redo it.",
+    ImportBatch.Status.EXPIRED: "This preview expired; upload the file again.",
+}
+
+
+def import_confirm(*, batch_id: int, actor=None) -> ImportBatch:
+    """Apply a previewed batch exactly as previewed, in one transaction.
+
+    Claim the batch (a batch is applied at most once), check the stored file
+    still has the previewed hash, plan it again under row locks and refuse
+    if the plan differs from the preview. On any failure nothing is
+    changed, the batch is marked failed and ImportFailed says why.
+    """
+    now = timezone.now()
+    claimed = ImportBatch.objects.filter(
+        pk=batch_id, status__in=[ImportBatch.Status.PREVIEWED, ImportBatch.Status.QUEUED]
+    ).update(
+        status=ImportBatch.Status.RUNNING,
+        started_at=now,
+        **({"confirmed_by": actor} if actor else {}),
+    )
+    batch = ImportBatch.objects.select_related("partner").get(pk=batch_id)
+    if not claimed:
+        raise ImportRefused(REFUSALS.get(batch.status, "This import cannot be confirmed."))
+    actor = actor or batch.confirmed_by
+    progress = _reporter(batch.pk)
+    try:
+        with transaction.atomic():
+            counts = _confirm(batch, actor=actor, progress=progress)
+    except ImportFailed as error:
+        message = error.messages[0]
+    except IntegrityError:
+        # The database's message names the clashing address: never show or log it.
+        logger.warning("Import batch %s failed on a database constraint", batch.pk)
+        message = (
+            "Someone in this file was added to Rally by someone else while the import ran, "
+            "so nothing was imported. Upload the file again to see a fresh preview."
+        )
+    except Exception as error:
+        logger.error("Import batch %s failed: %s", batch.pk, type(error).__name__)
+        message = (
+            f"The import failed ({type(error).__name__}) and nothing was changed. Try again; "
+            "if it keeps failing, tell whoever looks after Rally."
+        )
+    else:
+        progress("done", batch.row_count, batch.row_count)
+        batch.refresh_from_db()
+        logger.info("Import batch %s applied: %s", batch.pk, counts)
+        return batch
+    ImportBatch.objects.filter(pk=batch.pk).update(
+        status=ImportBatch.Status.FAILED,
+        error=message,
+        finished_at=timezone.now(),
+        file_data=None,
+    )
+    progress("failed", 0, batch.row_count)
+    raise ImportFailed(message)
+
+
+def _confirm(batch, *, actor, progress):
+    data = bytes(batch.file_data or b"")
+    if hashlib.sha256(data).hexdigest() != batch.file_hash:
+        raise ImportFailed(
+            "The stored file is not the one that was previewed, so nothing was imported. "
+            "Upload it again."
+        )
+    options = ImportOptions.from_dict(batch.options)
+    interests = list(batch.interests.all())
+    table = read_table(
+        data=data,
+        file_name=batch.file_name,
+        file_format=options.file_format,
+        encoding=options.encoding,
+    )
+    if connection.vendor == "postgresql":
+        # Suppressions added mid-import wait until it commits, so no address
+        # suppressed meanwhile is subscribed (webhooks simply retry later).
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {Suppression._meta.db_table} IN SHARE MODE")
+    plan = import_plan(
+        table=table,
+        partner=batch.partner,
+        interests=interests,
+        options=options,
+        lock=True,
+        progress=progress,
+    )
+    if plan.digest != batch.preview_digest:
+        raise ImportFailed(
+            "Supporters in this file changed since the preview (someone unsubscribed, was "
+            "edited or was added), so nothing was imported. Upload the file again to see a "
+            "fresh preview."
+        )
+    now = timezone.now()
+    written = _apply(plan, batch=batch, actor=actor, now=now, progress=progress)
+    ImportBatch.objects.filter(pk=batch.pk).update(
+        status=ImportBatch.Status.DONE,
+        counts={**plan.counts, **written},
+        finished_at=timezone.now(),
+        file_data=None,
+        error="",
+    )
+    AuditEvent.objects.create(
+        kind=AuditEvent.Kind.IMPORTED,
+        actor=actor,
+        source=f"import batch {batch.pk}",
+        detail={"batch": batch.pk, "partner": batch.partner.slug, **written},
+    )
+    return written
+
+
+def _apply(plan, *, batch, actor, now, progress):
+    writer = _writer()
+    creating = [row for row in plan.rows if row.outcome == NEW]
+    updating = [row for row in plan.rows if row.outcome == UPDATED and row.changes]
+    subscribing = [row for row in plan.rows if row.outcome in (NEW, UPDATED)]
+    total = len(creating) + len(updating) + len(subscribing)
+    done = 0
+    reason = f"partner import {batch.pk}"[:100]
+    history = Supporter.history.model
+    actor_id = actor.pk if actor else None
+
+    new_rows, history_rows = [], []
+    for row in creating:
+        values = row.values
+        new_rows.append(
+            {
+                "email": row.email,
+                "email_hash": row.hash,
+                "first_name": values.get("first_name", ""),
+                "last_name": values.get("last_name", ""),
+                "postcode": values.get("postcode", ""),
+                "country": values.get("country", "GB"),
+                "phone": values.get("phone", ""),
+                "organisation": values.get("organisation", ""),
+                "source": Supporter.Source.PARTNER_IMPORT,
+                "partner_id": row.partner_id,
+                "status": Supporter.Status.ACTIVE,
+                "import_batch_id": batch.pk,
+                "notes": "",
+                "link_version": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    for chunk_rows, chunk in zip(_chunks(creating), _chunks(new_rows), strict=True):
+        ids = writer.insert_supporters(chunk)
+        for row, pk, values in zip(chunk_rows, ids, chunk, strict=True):
+            row.supporter_id = pk
+            history_rows.append(_history_row(pk, values, now, "+", reason, actor_id))
+        done += len(chunk)
+        progress("writing", done, total)
+
+    if updating:
+        states = {}
+        for chunk in _chunks(row.supporter_id for row in updating):
+            for state in Supporter.objects.filter(pk__in=chunk).values(
+                "id", *(name for name in SUPPORTER_STATE if name != "id")
+            ):
+                states[state["id"]] = state
+        changed = []
+        for row in updating:
+            state = states[row.supporter_id]
+            state.update(row.changes)
+            changed.append((row.supporter_id, row.changes))
+            history_rows.append(_history_row(row.supporter_id, state, now, "~", reason, actor_id))
+        for chunk in _chunks(changed):
+            writer.update_supporters(chunk, now=now)
+            done += len(chunk)
+            progress("writing", done, total)
+    for chunk in _chunks(history_rows):
+        writer.insert(history, HISTORY_COLUMNS, chunk)
+
+    subscription_rows, consent_rows = [], []
+    partners = plan.partners
+    for row in subscribing:
+        basis = partners[row.partner_id].lawful_basis
+        for interest_id in row.new_interest_ids:
+            subscription_rows.append(
+                (row.supporter_id, interest_id, Subscription.Status.SUBSCRIBED, now, None, now)
+            )
+            consent_rows.append(
+                (
+                    row.supporter_id,
+                    interest_id,
+                    ConsentRecord.Action.GRANTED,
+                    ConsentRecord.Method.PARTNER_IMPORT,
+                    basis,
+                    "",
+                    "",
+                    row.partner_id,
+                    batch.pk,
+                    actor_id,
+                    "" if actor_id else "partner import command",
+                    now,
+                )
+            )
+    for chunk, consent_chunk in zip(_chunks(subscription_rows), _chunks(consent_rows), strict=True):
+        writer.insert(Subscription, SUBSCRIPTION_COLUMNS, chunk)
+        writer.insert(ConsentRecord, CONSENT_COLUMNS, consent_chunk)
+    progress("writing", total, total)
+    return {
+        "created": len(creating),
+        "changed": len(updating),
+        "subscribed": len(subscription_rows),
+        "consent_records": len(consent_rows),
+    }
+
+
+SUBSCRIPTION_COLUMNS = (
+    "supporter_id",
+    "interest_id",
+    "status",
+    "subscribed_at",
+    "unsubscribed_at",
+    "updated_at",
+)
+CONSENT_COLUMNS = (
+    "supporter_id",
+    "interest_id",
+    "action",
+    "method",
+    "lawful_basis",
+    "wording",
+    "wording_version",
+    "partner_id",
+    "import_batch_id",
+    "actor_id",
+    "actor_label",
+    "created_at",
+)
+HISTORY_FIELDS = (
+    "email",
+    "first_name",
+    "last_name",
+    "postcode",
+    "country",
+    "phone",
+    "organisation",
+    "source",
+    "status",
+    "notes",
+    "created_at",
+    "partner_id",
+    "import_batch_id",
+)
+HISTORY_COLUMNS = (
+    "id",
+    *HISTORY_FIELDS,
+    "history_date",
+    "history_change_reason",
+    "history_type",
+    "history_user_id",
+)
+
+
+def _history_row(pk, values, now, kind, reason, actor_id):
+    return (pk, *(values[name] for name in HISTORY_FIELDS), now, reason, kind, actor_id)
+
+
+class _DjangoWriter:
+    """Bulk writes through the ORM: any database Django supports."""
+
+    def insert_supporters(self, rows):
+        created = Supporter.objects.bulk_create([Supporter(**values) for values in rows])
+        return [supporter.pk for supporter in created]
+
+    def update_supporters(self, changes, *, now):
+        by_fields = {}
+        for pk, values in changes:
+            by_fields.setdefault(tuple(sorted(values)), []).append((pk, values))
+        for names, group in by_fields.items():
+            objs = []
+            for pk, values in group:
+                obj = Supporter(pk=pk, updated_at=now, **values)
+                objs.append(obj)
+            Supporter.objects.bulk_update(objs, [*names, "updated_at"])
+
+    def insert(self, model, columns, rows):
+        model.objects.bulk_create(
+            [model(**dict(zip(columns, values, strict=True))) for values in rows]
+        )
+
+
+class _PostgresWriter(_DjangoWriter):
+    """Bulk writes with COPY: several times faster than INSERT for big files."""
+
+    def _copy(self, table, columns, rows):
+        quote = connection.ops.quote_name
+        names = ", ".join(quote(column) for column in columns)
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+
+    def insert_supporters(self, rows):
+        # Take ids from the table's own sequence, then COPY the rows with them.
+        table = Supporter._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+                [table, len(rows)],
+            )
+            ids = [pk for (pk,) in cursor.fetchall()]
+        columns = ("id", *rows[0])
+        self._copy(
+            table, columns, [(pk, *values.values()) for pk, values in zip(ids, rows, strict=True)]
+        )
+        return ids
+
+    def update_supporters(self, changes, *, now):
+        quote = connection.ops.quote_name
+        table = quote(Supporter._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE TEMPORARY TABLE IF NOT EXISTS crm_import_changes ("
+                "id bigint PRIMARY KEY, "
+                + ", ".join(f"{quote(name)} text" for name in PERSON_FIELDS)
+                + ") ON COMMIT DROP"
+            )
+            cursor.execute("TRUNCATE crm_import_changes")
+        self._copy(
+            "crm_import_changes",
+            ("id", *PERSON_FIELDS),
+            [(pk, *(values.get(name) for name in PERSON_FIELDS)) for pk, values in changes],
+        )
+        assignments = ", ".join(
+            f"{quote(name)} = COALESCE(c.{quote(name)}, s.{quote(name)})" for name in PERSON_FIELDS
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                # Only quoted column names are interpolated; values are parameters.
+                f"UPDATE {table} AS s SET {assignments}, updated_at = %s "  # noqa: S608
+                "FROM crm_import_changes AS c WHERE s.id = c.id",
+                [now],
+            )
+
+    def insert(self, model, columns, rows):
+        self._copy(model._meta.db_table, columns, rows)
+
+
+def _writer():
+    return _PostgresWriter() if connection.vendor == "postgresql" else _DjangoWriter()
+
+
+# Revert -----------------------------------------------------------------------------
+
+
+def import_revert(*, batch: ImportBatch, actor=None) -> dict:
+    """Undo what `batch` created that nothing has touched since; return what was undone.
+
+    Supporters the batch created and nobody has touched since are deleted
+    with their consent records (those were the batch's own grants): we should
+    not keep people a partner shared by mistake. For everyone else, each
+    subscription the batch created is removed if it is still as the batch
+    left it, and a "withdrawn" consent record naming the batch is appended,
+    so the consent history shows both the grant and its reversal. Field
+    values the batch filled in on existing supporters are kept.
+    """
+    with transaction.atomic():
+        batch = ImportBatch.objects.select_for_update().get(pk=batch.pk)
+        if batch.status != ImportBatch.Status.DONE:
+            raise ImportRefused(
+                f"Only a completed import can be reverted; this one is "
+                f"“{batch.get_status_display()}”."
+            )
+        grants = list(
+            ConsentRecord.objects.filter(
+                import_batch=batch, action=ConsentRecord.Action.GRANTED
+            ).values_list("supporter_id", "interest_id", "created_at")
+        )
+        created = set(Supporter.objects.filter(import_batch=batch).values_list("pk", flat=True))
+        involved = sorted(created | {supporter_id for supporter_id, _, _ in grants})
+        for chunk in _chunks(involved):
+            list(
+                Supporter.objects.filter(pk__in=chunk)
+                .order_by("pk")
+                .select_for_update()
+                .values_list("pk")
+            )
+        touched = _touched_supporters(created, batch)
+        deleting = created - touched
+
+        # A grant is still the batch's if it is the latest record for its topic.
+        latest = {}
+        for chunk in _chunks(involved):
+            for supporter_id, interest_id, when in (
+                ConsentRecord.objects.filter(supporter_id__in=chunk)
+                .values("supporter_id", "interest_id")
+                .annotate(latest=Max("created_at"))
+                .values_list("supporter_id", "interest_id", "latest")
+            ):
+                latest[(supporter_id, interest_id)] = when
+        candidates = {
+            (supporter_id, interest_id): when
+            for supporter_id, interest_id, when in grants
+            if supporter_id not in deleting and latest.get((supporter_id, interest_id)) == when
+        }
+        withdraw = []
+        for chunk in _chunks(candidates):
+            supporter_ids = {supporter_id for supporter_id, _ in chunk}
+            for pk, supporter_id, interest_id, status, subscribed_at in Subscription.objects.filter(
+                supporter_id__in=supporter_ids
+            ).values_list("pk", "supporter_id", "interest_id", "status", "subscribed_at"):
+                when = candidates.get((supporter_id, interest_id))
+                if (
+                    when is not None
+                    and status == Subscription.Status.SUBSCRIBED
+                    and subscribed_at == when
+                ):
+                    withdraw.append((pk, supporter_id, interest_id))
+
+        now = timezone.now()
+        writer = _writer()
+        for chunk in _chunks(withdraw):
+            Subscription.objects.filter(pk__in=[pk for pk, _, _ in chunk]).delete()
+            writer.insert(
+                ConsentRecord,
+                CONSENT_COLUMNS,
+                [
+                    (
+                        supporter_id,
+                        interest_id,
+                        ConsentRecord.Action.WITHDRAWN,
+                        ConsentRecord.Method.PARTNER_IMPORT,
+                        batch.partner.lawful_basis,
+                        "",
+                        "",
+                        batch.partner_id,
+                        batch.pk,
+                        actor.pk if actor else None,
+                        f"import {batch.pk} reverted",
+                        now,
+                    )
+                    for _, supporter_id, interest_id in chunk
+                ],
+            )
+        history = Supporter.history.model
+        for chunk in _chunks(sorted(deleting)):
+            # Raw deletes: the ORM's cascade would load and signal each row.
+            ConsentRecord.objects.filter(supporter_id__in=chunk)._erase()
+            Subscription.objects.filter(supporter_id__in=chunk)._raw_delete(connection.alias)
+            history.objects.filter(id__in=chunk)._raw_delete(connection.alias)
+            Supporter.objects.filter(pk__in=chunk)._raw_delete(connection.alias)
+
+        undone = {
+            "deleted_supporters": len(deleting),
+            "kept_supporters": len(touched),
+            "withdrawn_subscriptions": len(withdraw),
+            "kept_subscriptions": len(grants)
+            - len(withdraw)
+            - sum(1 for supporter_id, _, _ in grants if supporter_id in deleting),
+        }
+        batch.status = ImportBatch.Status.REVERTED
+        batch.reverted_at = now
+        batch.reverted_by = actor
+        batch.counts = {**batch.counts, "reverted": undone}
+        batch.save(update_fields=["status", "reverted_at", "reverted_by", "counts"])
+        AuditEvent.objects.create(
+            kind=AuditEvent.Kind.IMPORT_REVERTED,
+            actor=actor,
+            source=f"import batch {batch.pk}",
+            detail={"batch": batch.pk, "partner": batch.partner.slug, **undone},
+        )
+    return undone
+
+
+def _touched_supporters(ids, batch):
+    """Return which of `ids` (created by `batch`) anything else has changed or used since."""
+    touched = set()
+    finished = batch.finished_at
+    history = Supporter.history.model
+    for chunk in _chunks(sorted(ids)):
+        touched.update(
+            Supporter.objects.filter(pk__in=chunk)
+            .exclude(status=Supporter.Status.ACTIVE, updated_at__lte=finished)
+            .values_list("pk", flat=True)
+        )
+        touched.update(
+            ConsentRecord.objects.filter(supporter_id__in=chunk)
+            .exclude(import_batch=batch, action=ConsentRecord.Action.GRANTED)
+            .values_list("supporter_id", flat=True)
+        )
+        touched.update(
+            history.objects.filter(id__in=chunk, history_date__gt=finished).values_list(
+                "id", flat=True
+            )
+        )
+        touched.update(
+            Supporter.tags.through.objects.filter(supporter_id__in=chunk).values_list(
+                "supporter_id", flat=True
+            )
+        )
+        # Anything else that points at a supporter (segment memberships, audit
+        # events, and whatever mailings keep: deliveries, tracking) counts as use.
+        for relation in Supporter._meta.related_objects:
+            model = relation.related_model
+            if model in (Subscription, ConsentRecord) or relation.many_to_many:
+                continue
+            touched.update(
+                model._base_manager.filter(**{f"{relation.field.name}__in": chunk}).values_list(
+                    relation.field.attname, flat=True
+                )
+            )
+    return touched
+
+
+# Housekeeping --------------------------------------------------------------------------
+
+
+def import_expire_previews(*, older_than: datetime.timedelta | None = None) -> int:
+    """Forget the files of previews nobody confirmed; return how many expired."""
+    if older_than is None:
+        older_than = datetime.timedelta(hours=settings.RALLY_IMPORT_PREVIEW_HOURS)
+    return ImportBatch.objects.filter(
+        status=ImportBatch.Status.PREVIEWED, created_at__lt=timezone.now() - older_than
+    ).update(status=ImportBatch.Status.EXPIRED, file_data=None)
