@@ -44,6 +44,7 @@ import html
 import json
 import logging
 import re
+import sys
 import threading
 import time
 import urllib.error
@@ -249,7 +250,8 @@ class MailSink:
 
     Memory: each record keeps its headers and metadata; the HTML and text bodies of
     only the newest ``keep_bodies`` records are kept (``None`` keeps all), so a
-    100,000-recipient benchmark stays small. Identical bodies are stored once.
+    100,000-recipient benchmark stays small. Values equal to the previous record's
+    (bodies, subject, List-Id...) are stored once.
 
     ``persist_path`` (a JSON-lines file) makes the sink reload earlier messages on
     start and append each accepted message, so the development sink survives
@@ -265,7 +267,7 @@ class MailSink:
         host: str = "127.0.0.1",
         port: int = 0,
         latency_ms: float = 100,
-        keep_bodies: int | None = 10_000,
+        keep_bodies: int | None = 1_000,
         persist_path: str | Path | None = None,
         postmark_token: str | None = None,
         mailgun_api_key: str | None = None,
@@ -282,7 +284,7 @@ class MailSink:
         self._rejected: list[str] = []
         self._calls: list[SinkCall] = []
         self._call_count = 0
-        self._bodies: dict[str, str] = {}  # interning table for identical bodies
+        self._last_id = 0  # record ids are never reused, even after clear()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._persist_file = None
@@ -409,8 +411,12 @@ class MailSink:
 
     def last(self, *, to: str | None = None) -> SentMessage | None:
         """Return the newest record (for ``to``, when given), or ``None``."""
-        records = self.messages(to=to) if to else self.messages(since=self._last_id() - 1)
-        return records[-1] if records else None
+        wanted = to.strip().lower() if to else None
+        with self._lock:
+            for record in reversed(self._records):
+                if wanted is None or record.address == wanted:
+                    return record
+        return None
 
     def recipients(self) -> list[str]:
         """Return every recorded recipient's addr-spec in order, duplicates kept.
@@ -474,7 +480,6 @@ class MailSink:
             self._rejected.clear()
             self._calls.clear()
             self._call_count = 0
-            self._bodies.clear()
             self._faults = _Faults(self._faults.latency_ms)
             if self._persist_file is not None:
                 self._persist_file.truncate(0)
@@ -630,12 +635,16 @@ class MailSink:
         """Store accepted recipients atomically, so a reader never sees half a call."""
         now = time.time()
         with self._lock:
-            next_id = self._last_id() + 1
+            next_id = self._last_id + 1
+            self._last_id += len(drafts)
             records = []
+            previous = self._records[-1] if self._records else None
             for offset, draft in enumerate(drafts):
-                draft["text"] = self._intern(draft["text"])
-                draft["html"] = self._intern(draft["html"])
-                records.append(SentMessage(id=next_id + offset, received_at=now, **draft))
+                record = SentMessage(id=next_id + offset, received_at=now, **draft)
+                if previous is not None:
+                    _share(record, previous)
+                records.append(record)
+                previous = record
             self._records.extend(records)
             self._rejected.extend(rejected)
             self._drop_old_bodies()
@@ -645,11 +654,6 @@ class MailSink:
                 self._persist_file.flush()
             self._lock.notify_all()
         return records
-
-    def _intern(self, body: str | None) -> str | None:
-        if body is None:
-            return None
-        return self._bodies.setdefault(body, body)
 
     def _drop_old_bodies(self) -> None:
         if self.keep_bodies is None:
@@ -663,13 +667,6 @@ class MailSink:
                 break
             record.text = record.html = None
             index -= 1
-        # The interning table still holds dropped bodies; rebuild it now and then.
-        if len(self._bodies) > 2 * (self.keep_bodies + 1):
-            kept = self._records[-self.keep_bodies :] if self.keep_bodies else []
-            self._bodies = {b: b for r in kept for b in (r.text, r.html) if b is not None}
-
-    def _last_id(self) -> int:
-        return self._records[-1].id if self._records else 0
 
     def _index_after(self, since: int) -> int:
         """Index of the first record with ``id > since`` (ids are sorted)."""
@@ -700,6 +697,36 @@ class MailSink:
                 for record in records[: max(0, len(records) - self.keep_bodies)]:
                     record.text = record.html = None
             self._call_count = max((r.call for r in records), default=0)
+            self._last_id = max((r.id for r in records), default=0)
+
+
+_SHARED_FIELDS = ("esp", "from_email", "subject", "text", "html", "tags", "options")
+
+
+def _share(record: SentMessage, previous: SentMessage) -> None:
+    """Reuse the previous record's objects for equal values, to keep memory small.
+
+    The messages of one mailing differ in a few values (address, unsubscribe link,
+    delivery id) and agree on the rest; storing the agreeing values once keeps a
+    100,000-recipient send to a few hundred bytes per record.
+    """
+    for name in _SHARED_FIELDS:
+        mine, theirs = getattr(record, name), getattr(previous, name)
+        if mine is not theirs and mine == theirs:
+            setattr(record, name, theirs)
+    for name in ("headers", "metadata"):
+        mine, theirs = getattr(record, name), getattr(previous, name)
+        if mine == theirs:
+            setattr(record, name, theirs)
+        else:
+            setattr(
+                record,
+                name,
+                {
+                    sys.intern(key): theirs[key] if theirs.get(key) == value else value
+                    for key, value in mine.items()
+                },
+            )
 
 
 class _Server(ThreadingHTTPServer):

@@ -335,6 +335,10 @@ def test_http_control_api_reads_filters_and_configures(postmark):
 
     client.clear()
     assert client.recipients() == []
+    newsletter(["dave@example.org"]).send()
+    assert postmark.last().id > bob.id
+    assert postmark.last(to="DAVE@example.org").address == "dave@example.org"
+    client.clear()
     assert client.stats()["calls"] == 0
     assert client.wait_for(1, timeout=0.1) is False
 
