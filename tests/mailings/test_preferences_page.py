@@ -98,7 +98,7 @@ def test_saving_unchanged_choices_writes_nothing(client, supporter, interest):
             "first_name": "Alice",
             "last_name": "Taylor",
             "postcode": "SW1A 1AA",
-        },  # noqa: E501
+        },
     )
     assert "Nothing changed" in response.content.decode()
     assert ConsentRecord.objects.count() == before
