@@ -73,6 +73,10 @@ POSTMARK_INACTIVE_RECIPIENT = 406
 POSTMARK_TOO_MANY_BATCH_MESSAGES = 410
 POSTMARK_BAD_TOKEN = 10
 POSTMARK_RATE_LIMIT = 429
+# The ESPs' own per-call limits, applied unless a test sets recipient_limit.
+POSTMARK_MAX_BATCH = 500
+POSTMARK_MAX_RECIPIENTS = 50
+MAILGUN_MAX_RECIPIENTS = 1000
 
 _ADDR_SPEC = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 _RECIPIENT_VARIABLE = re.compile(r"%recipient\.([^%]+)%")
@@ -212,6 +216,9 @@ class _Faults:
         self.invalid: set[str] = set()
         self.always: dict[str, Any] | None = None
         self.script: collections.deque[dict[str, Any]] = collections.deque()
+
+    def limit_for(self, esp_limit: int) -> int:
+        return esp_limit if self.recipient_limit is None else self.recipient_limit
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -506,7 +513,8 @@ class MailSink:
         ``latency_ms``: delay before answering each send call.
         ``recipient_limit``: calls carrying more recipients are refused as the ESP
         does (Postmark: 422 ErrorCode 410 for a batch, 300 for one message; Mailgun:
-        400); ``None`` removes the limit.
+        400). ``None`` restores the ESP's own limits: Postmark 500 messages per
+        batch and 50 recipients per message, Mailgun 1,000 recipients per call.
         ``reject``: addresses refused as inactive (Postmark ErrorCode 406, Anymail
         status "rejected"; Mailgun queues the call and drops the recipient).
         ``invalid``: addresses refused as invalid (Postmark ErrorCode 300, Anymail
@@ -778,10 +786,10 @@ def _postmark_message(
             recipients.append((rcpt_type.lower(), shown, addr))
     if not recipients:
         return {"ErrorCode": 300, "Message": "Zero recipients specified"}, [], []
-    if faults.recipient_limit is not None and len(recipients) > faults.recipient_limit:
+    limit = faults.limit_for(POSTMARK_MAX_RECIPIENTS)
+    if len(recipients) > limit:
         message = (
-            f"Invalid 'To' count: You may not send to more than "
-            f"{faults.recipient_limit} recipients per message."
+            f"Invalid 'To' count: You may not send to more than {limit} recipients per message."
         )
         # Not an "Invalid 'To' address" error, so Anymail raises AnymailAPIError.
         return {"ErrorCode": POSTMARK_INVALID_REQUEST, "Message": f"Limit: {message}"}, [], []
@@ -865,13 +873,14 @@ def _handle_postmark(
     # email/batch
     if not isinstance(data, list):
         raise _Reply(422, {"ErrorCode": 403, "Message": "A batch must be a JSON array."})
-    if faults.recipient_limit is not None and len(data) > faults.recipient_limit:
+    limit = faults.limit_for(POSTMARK_MAX_BATCH)
+    if len(data) > limit:
         raise _Reply(
             422,
             {
                 "ErrorCode": POSTMARK_TOO_MANY_BATCH_MESSAGES,
                 "Message": f"Too many batch messages: you may send up to "
-                f"{faults.recipient_limit} messages in a batch.",
+                f"{limit} messages in a batch.",
             },
         )
     replies, all_drafts, all_rejected = [], [], []
@@ -962,11 +971,9 @@ def _handle_mailgun(
         raise _Reply(400, {"message": "'to' parameter is missing"})
     if not (first("text") or first("html") or first("template")):
         raise _Reply(400, {"message": "Need at least one of 'text' or 'html' parameters specified"})
-    if faults.recipient_limit is not None and len(recipients) > faults.recipient_limit:
-        raise _Reply(
-            400,
-            {"message": f"Too many recipients: the maximum is {faults.recipient_limit} per call"},
-        )
+    limit = faults.limit_for(MAILGUN_MAX_RECIPIENTS)
+    if len(recipients) > limit:
+        raise _Reply(400, {"message": f"Too many recipients: the maximum is {limit} per call"})
     try:
         recipient_variables = json.loads(first("recipient-variables") or "null")
     except ValueError:
@@ -1254,11 +1261,11 @@ dd{margin:0;word-break:break-all}
 """
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, *, head: str = "") -> str:
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
-        f"<title>{html.escape(title)} · Rally mail sink</title><style>{_STYLE}</style></head>"
+        f"{head}<title>{html.escape(title)} · Rally mail sink</title><style>{_STYLE}</style></head>"
         "<body><header><a href='/'><strong>Rally mail sink</strong></a> "
         "<span>every email Rally sends in development lands here; none leaves this machine"
         f"</span></header><main>{body}</main></body></html>"
@@ -1299,8 +1306,10 @@ def _render_index(sink: MailSink, query: dict[str, str]) -> str:
     return _page(
         "Messages",
         f"<h1>{total} message{'s' if total != 1 else ''}{filtered}</h1>"
-        "<p><a href='/'>Refresh</a> · newest first</p>"
+        "<p class='muted'>Newest first; this page refreshes every 10 seconds.</p>"
         f"{listing}{more}",
+        # New mail shows up without a click; meta refresh needs no script.
+        head="<meta http-equiv='refresh' content='10'>",
     )
 
 

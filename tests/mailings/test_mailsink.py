@@ -258,6 +258,18 @@ def test_recipient_limit_refuses_larger_calls_like_the_esp(backend, status, requ
     assert sink.recipients() == ["a@example.org", "b@example.org"]
 
 
+def test_postmark_batch_over_its_own_limit_of_500_is_refused(postmark):
+    """Without a test limit the sink keeps Postmark's: at most 500 messages per batch."""
+    recipients = [f"s{i}@example.org" for i in range(501)]
+
+    with pytest.raises(AnymailAPIError, match="Too many batch messages") as raised:
+        newsletter(recipients, merge_data={}).send()
+    newsletter(recipients[:500], merge_data={}).send()
+
+    assert raised.value.status_code == 422
+    assert len(postmark.recipients()) == 500
+
+
 def test_hang_times_out_the_client_and_records_nothing(postmark, settings):
     """A held call makes Anymail time out; by default the sink records nothing."""
     settings.ANYMAIL = {**settings.ANYMAIL, "REQUESTS_TIMEOUT": 0.1}
