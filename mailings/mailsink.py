@@ -32,11 +32,12 @@ over HTTP with :class:`MailSinkClient`, or directly:
     POST /api/clear                                         forget messages, calls and faults
 
 The module depends on the standard library only, so benchmarks can run it without
-Django.
+Django: ``python -m mailings.mailsink --port 18100 --latency-ms 100`` runs one.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import collections
 import contextlib
@@ -65,7 +66,7 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MailSink", "MailSinkClient", "SentMessage", "SinkCall"]
+__all__ = ["MailSink", "MailSinkClient", "SentMessage", "SinkCall", "main"]
 
 # Postmark answers 422 with one of these codes; Anymail reads the code and message.
 POSTMARK_INVALID_REQUEST = 300
@@ -1476,3 +1477,75 @@ class MailSinkClient:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(poll)
+
+
+# -- command line ------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the sink's options to ``parser`` (shared by ``manage.py mailsink``)."""
+    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
+    parser.add_argument("--port", type=int, default=8025, help="Port to listen on (0: any).")
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0,
+        help="Delay every send API call by this many milliseconds (default 0).",
+    )
+    parser.add_argument(
+        "--recipient-limit",
+        type=int,
+        default=None,
+        help="Refuse send calls carrying more recipients (default: the ESP's own limits).",
+    )
+    parser.add_argument(
+        "--reject",
+        action="append",
+        default=[],
+        metavar="ADDRESS",
+        help="Refuse this address as an inactive recipient (repeatable).",
+    )
+    parser.add_argument(
+        "--keep-bodies",
+        type=int,
+        default=10_000,
+        help="Keep the HTML and text of only the newest N messages (default 10000).",
+    )
+
+
+def sink_from_options(options: dict[str, Any], *, persist_path: Path | None) -> MailSink:
+    """Build a sink from parsed :func:`add_arguments` options."""
+    sink = MailSink(
+        host=options["host"],
+        port=options["port"],
+        latency_ms=options["latency_ms"],
+        keep_bodies=options["keep_bodies"],
+        persist_path=persist_path,
+    )
+    sink.set_faults(recipient_limit=options["recipient_limit"], reject=options["reject"])
+    return sink
+
+
+def describe(sink: MailSink) -> str:
+    """Return the start-up banner: where the UI and the two APIs are."""
+    return (
+        f"Mail sink at {sink.url}/ ({sink.count()} messages kept)\n"
+        f"  Postmark API: {sink.postmark_api_url}  Mailgun API: {sink.mailgun_api_url}"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run a sink without Django: ``python -m mailings.mailsink --port 18100``."""
+    parser = argparse.ArgumentParser(prog="python -m mailings.mailsink", description=__doc__)
+    add_arguments(parser)
+    parser.add_argument(
+        "--persist", type=Path, default=None, help="Append messages to this JSON-lines file."
+    )
+    options = vars(parser.parse_args(argv))
+    sink = sink_from_options(options, persist_path=options["persist"])
+    with contextlib.suppress(KeyboardInterrupt):
+        sink.serve_forever(on_ready=lambda s: print(describe(s), flush=True))
+
+
+if __name__ == "__main__":
+    main()

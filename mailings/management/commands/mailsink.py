@@ -3,7 +3,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from mailings.mailsink import MailSink
+from mailings import mailsink
 
 
 class Command(BaseCommand):
@@ -13,52 +13,19 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
-        parser.add_argument("--port", type=int, default=8025, help="Port to listen on.")
-        parser.add_argument(
-            "--latency-ms",
-            type=float,
-            default=0,
-            help="Delay every send API call by this many milliseconds (default 0).",
-        )
-        parser.add_argument(
-            "--recipient-limit",
-            type=int,
-            default=None,
-            help="Refuse send calls carrying more recipients, as the ESP would.",
-        )
-        parser.add_argument(
-            "--reject",
-            action="append",
-            default=[],
-            metavar="ADDRESS",
-            help="Refuse this address as an inactive recipient (repeatable).",
-        )
-        parser.add_argument(
-            "--keep-bodies",
-            type=int,
-            default=10_000,
-            help="Keep the HTML and text of only the newest N messages (default 10000).",
-        )
+        mailsink.add_arguments(parser)
         parser.add_argument(
             "--no-persist",
             action="store_true",
-            help="Keep messages in memory only (default: append to "
-            "VAR_DIR/mailsink/messages.jsonl and reload it on start).",
+            help="Keep messages in memory only (default: append them to "
+            "VAR_DIR/mailsink/messages.jsonl and reload that file on start).",
         )
 
     def handle(self, *args, **options):
         persist_path = None
         if not options["no_persist"]:
             persist_path = settings.VAR_DIR / "mailsink" / "messages.jsonl"
-        sink = MailSink(
-            host=options["host"],
-            port=options["port"],
-            latency_ms=options["latency_ms"],
-            keep_bodies=options["keep_bodies"],
-            persist_path=persist_path,
-        )
-        sink.set_faults(recipient_limit=options["recipient_limit"], reject=options["reject"])
+        sink = mailsink.sink_from_options(options, persist_path=persist_path)
         try:
             sink.serve_forever(on_ready=self._announce)
         except OSError as error:
@@ -70,8 +37,5 @@ class Command(BaseCommand):
             self.stdout.write("Mail sink stopped.")
 
     def _announce(self, sink):
-        self.stdout.write(
-            f"Mail sink at {sink.url}/ ({sink.count()} messages kept)\n"
-            f"  Postmark API: {sink.postmark_api_url}  Mailgun API: {sink.mailgun_api_url}"
-        )
+        self.stdout.write(mailsink.describe(sink))
         self.stdout.flush()
