@@ -1,6 +1,20 @@
 from django.conf import settings
 from django.db import models
+from django.db.models import Q
 from django.utils import timezone
+
+
+class MailingQuerySet(models.QuerySet):
+    def editable(self):
+        """Return the mailings whose content and audience may still change."""
+        return self.filter(status__in=Mailing.EDITABLE_STATUSES)
+
+    def due(self, now=None):
+        """Return the scheduled mailings whose time has come."""
+        return self.filter(status=Mailing.Status.SCHEDULED, scheduled_at__lte=now or timezone.now())
+
+    def sending(self):
+        return self.filter(status=Mailing.Status.SENDING)
 
 
 class Mailing(models.Model):
@@ -12,24 +26,255 @@ class Mailing(models.Model):
         SENT = "sent", "Sent"
         CANCELLED = "cancelled", "Cancelled"
 
+    EDITABLE_STATUSES = (Status.DRAFT, Status.SCHEDULED)
+
     name = models.CharField("internal name", max_length=200)
-    subject = models.CharField(max_length=255, blank=True)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    subject = models.CharField(
+        max_length=255, blank=True, help_text="Merge fields work here too: {{ first_name }}."
+    )
+    preheader = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The short line inboxes show after the subject. Optional.",
+    )
+    from_name = models.CharField(
+        max_length=100, blank=True, help_text="Leave empty for the default sender name."
+    )
+    from_email = models.EmailField(
+        "from address", blank=True, help_text="Leave empty for the default sender address."
+    )
+    reply_to = models.EmailField("reply-to address", blank=True)
+    body_html = models.TextField(
+        "body (HTML)",
+        blank=True,
+        help_text=(
+            "The newsletter's content, placed inside the branded email template. Merge "
+            'fields: {{ first_name|default:"friend" }}, {{ last_name }}, {{ full_name }}, '
+            "{{ postcode }}, {{ unsubscribe_url }}, {{ preferences_url }}."
+        ),
+    )
+    body_text = models.TextField(
+        "plain-text version",
+        blank=True,
+        help_text="Leave empty to generate it from the HTML body.",
+    )
     interests = models.ManyToManyField(
         "crm.CampaignInterest",
         blank=True,
         related_name="mailings",
         help_text="Sent to supporters subscribed to any of these; unsubscribes apply to them.",
     )
+    include_segments = models.ManyToManyField(
+        "crm.Segment",
+        blank=True,
+        related_name="mailings_including",
+        verbose_name="also send to segments",
+        help_text="Also sent to members of these segments who are subscribed to any interest.",
+    )
+    exclude_segments = models.ManyToManyField(
+        "crm.Segment",
+        blank=True,
+        related_name="mailings_excluding",
+        verbose_name="never send to segments",
+        help_text="Members of these segments never receive this mailing.",
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.DRAFT)
+    scheduled_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a scheduled mailing starts sending."
+    )
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # Set once, when the audience is resolved into deliveries.
+    recipient_count = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    audience_seconds = models.FloatField(null=True, blank=True, editable=False)
+    # Touched by workers as they claim work; the sweeper re-queues a sending
+    # mailing whose heartbeat went quiet (lost tasks after a broker restart).
+    heartbeat_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(
+        blank=True, editable=False, help_text="Why sending stopped, when it stopped by itself."
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    sent_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="Who sent or scheduled it.",
     )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
+    objects = MailingQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         permissions = [("send_mailing", "Can send, schedule, pause and cancel mailings")]
+        indexes = [
+            models.Index(fields=["status", "scheduled_at"], name="mailings_status_due"),
+        ]
 
     def __str__(self):
         return self.name
+
+    @property
+    def is_editable(self):
+        return self.status in self.EDITABLE_STATUSES
+
+    def audience(self):
+        """Return the supporters this mailing would go to now, as one query.
+
+        Chosen interests, plus members of included segments, minus members of
+        excluded segments; only supporters who may be emailed (active, not
+        suppressed) and who are subscribed to a chosen interest, or, for
+        people added by a segment, to at least one interest.
+        """
+        from crm.models import Supporter
+
+        interests = list(self.interests.all())
+        included = list(self.include_segments.all())
+        excluded = list(self.exclude_segments.all())
+        wanted = []
+        if interests:
+            wanted.append(Supporter.objects.interested_in(*interests))
+        for segment in included:
+            wanted.append(segment.supporters().subscribed_to_any())
+        if not wanted:
+            return Supporter.objects.none()
+        audience = Supporter.objects.mailable()
+        if len(wanted) == 1:
+            # The usual case: one filter, which the database turns into a semi-join.
+            audience = audience.filter(pk__in=wanted[0].order_by().values("pk"))
+        else:
+            either = Q()
+            for queryset in wanted:
+                either |= Q(pk__in=queryset.order_by().values("pk"))
+            audience = audience.filter(either)
+        for segment in excluded:
+            audience = audience.exclude(pk__in=segment.supporters().order_by().values("pk"))
+        return audience.order_by()
+
+
+class DeliveryQuerySet(models.QuerySet):
+    def unfinished(self):
+        return self.filter(status__in=(Delivery.Status.QUEUED, Delivery.Status.SENDING))
+
+    def claimable(self, now=None):
+        """Return queued deliveries whose retry time, if any, has come."""
+        now = now or timezone.now()
+        return self.filter(status=Delivery.Status.QUEUED).filter(
+            Q(retry_at__isnull=True) | Q(retry_at__lte=now)
+        )
+
+    def lease_expired(self, now=None):
+        return self.filter(status=Delivery.Status.SENDING, claimed_until__lt=now or timezone.now())
+
+
+class Delivery(models.Model):
+    """One supporter's copy of one mailing.
+
+    Unique on (mailing, supporter), so "sent twice" cannot be recorded. The
+    send state (status) moves queued → sending → sent or failed; what the
+    ESP reports afterwards lands in the timestamps below, each set once.
+    """
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        SENDING = "sending", "Sending"
+        SENT = "sent", "Sent"
+        FAILED = "failed", "Failed"
+        # The worker stopped during the ESP call and the ESP cannot be asked
+        # whether it accepted the message (see docs/sending.md).
+        UNKNOWN = "unknown", "Fate unknown"
+        SKIPPED = "skipped", "Skipped (no longer subscribed)"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SENT, Status.FAILED, Status.UNKNOWN, Status.SKIPPED, Status.CANCELLED)
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="deliveries")
+    supporter = models.ForeignKey(
+        "crm.Supporter", on_delete=models.CASCADE, related_name="deliveries"
+    )
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    retry_at = models.DateTimeField(null=True, blank=True)
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=100, blank=True)
+    # Set, and committed, just before the ESP call: a lease that expires with
+    # this empty was never sent; with it set, the ESP may have the message.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    esp_message_id = models.CharField(max_length=255, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    error = models.CharField(max_length=500, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    deferred_at = models.DateTimeField(null=True, blank=True)
+    bounced_at = models.DateTimeField(null=True, blank=True)
+    rejected_at = models.DateTimeField(null=True, blank=True)
+    complained_at = models.DateTimeField(null=True, blank=True)
+    unsubscribed_at = models.DateTimeField(null=True, blank=True)
+    opened_at = models.DateTimeField("first opened", null=True, blank=True)
+    last_opened_at = models.DateTimeField(null=True, blank=True)
+    clicked_at = models.DateTimeField("first clicked", null=True, blank=True)
+    last_clicked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    objects = DeliveryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["mailing", "supporter"], name="mailings_delivery_once"),
+        ]
+        indexes = [
+            models.Index(fields=["mailing", "status"], name="mailings_delivery_state"),
+            models.Index(
+                fields=["esp_message_id"],
+                name="mailings_delivery_esp_id",
+                condition=~Q(esp_message_id=""),
+            ),
+            # Segment rules ask "who opened (clicked) anything since …?".
+            models.Index(
+                fields=["last_opened_at", "supporter"],
+                name="mailings_delivery_opened",
+                condition=Q(last_opened_at__isnull=False),
+            ),
+            models.Index(
+                fields=["last_clicked_at", "supporter"],
+                name="mailings_delivery_clicked",
+                condition=Q(last_clicked_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.mailing} to supporter #{self.supporter_id}: {self.get_status_display()}"
+
+
+class DeliveryEvent(models.Model):
+    """One tracking event from the ESP, kept once (the ESP may send it again)."""
+
+    delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events")
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="events")
+    esp_name = models.CharField(max_length=32)
+    # The ESP's event id, or a digest of what identifies the event when the
+    # ESP sends none (see services.delivery_record_event).
+    dedupe_key = models.CharField(max_length=128)
+    event_type = models.CharField(max_length=24)
+    timestamp = models.DateTimeField()
+    url = models.URLField(max_length=2000, blank=True)
+    reason = models.CharField(max_length=255, blank=True)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["esp_name", "dedupe_key"], name="mailings_event_once"),
+        ]
+        indexes = [
+            models.Index(
+                fields=["mailing", "event_type", "timestamp"], name="mailings_event_report"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.event_type} at {self.timestamp:%Y-%m-%d %H:%M}"

@@ -1,4 +1,425 @@
-"""Writes for mailings: queueing, sending, tracking."""
+"""Writes for mailings: the status workflow, test sends, tracking events, GDPR.
+
+The sending engine itself (claiming, sending, sweeping) is in mailings.sending.
+"""
+
+import hashlib
+import logging
+import time
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.mail import get_connection
+from django.db import IntegrityError, transaction
+from django.db.models import Case, F, When
+from django.utils import timezone
+
+from crm.models import ConsentRecord, Supporter, email_hash
+from crm.services import RallyError, supporter_mark_undeliverable
+from mailings import emails, esp, sending
+from mailings.models import Delivery, DeliveryEvent, Mailing
+
+logger = logging.getLogger(__name__)
+
+
+class MailingRefused(RallyError, ValidationError):
+    """The mailing cannot move to the requested state; the message says why."""
+
+
+def _transition(mailing, *, allowed, to, **fields):
+    """Move `mailing` to status `to` if it is in one of `allowed`; else refuse.
+
+    A conditional UPDATE, so two staff pressing buttons at once cannot both win.
+    """
+    changed = Mailing.objects.filter(pk=mailing.pk, status__in=allowed).update(
+        status=to, updated_at=timezone.now(), **fields
+    )
+    if not changed:
+        mailing.refresh_from_db()
+        raise MailingRefused(
+            f"“{mailing}” is {mailing.get_status_display().lower()}, so it cannot be "
+            f"{Mailing.Status(to).label.lower()} now."
+        )
+    mailing.refresh_from_db()
+    return mailing
+
+
+def mailing_check_ready(*, mailing: Mailing) -> None:
+    """Raise MailingRefused saying what to fix if `mailing` cannot be sent as it is."""
+    problems = []
+    if not mailing.subject.strip():
+        problems.append("add a subject")
+    if not mailing.body_html.strip():
+        problems.append("write the body")
+    if not mailing.interests.exists() and not mailing.include_segments.exists():
+        problems.append("choose at least one interest or segment to send to")
+    try:
+        emails.check_merge_fields(
+            mailing.subject, mailing.preheader, mailing.body_html, mailing.body_text
+        )
+    except emails.MergeFieldError as error:
+        problems.append(error.message)
+    if problems:
+        raise MailingRefused("Before sending, " + "; ".join(problems) + ".")
+
+
+def mailing_schedule(*, mailing: Mailing, send_at, actor) -> Mailing:
+    """Schedule `mailing` to start sending at `send_at` (picked up by the dispatcher)."""
+    if send_at <= timezone.now():
+        raise MailingRefused("Choose a time in the future, or send now.")
+    mailing_check_ready(mailing=mailing)
+    return _transition(
+        mailing,
+        allowed=Mailing.EDITABLE_STATUSES,
+        to=Mailing.Status.SCHEDULED,
+        scheduled_at=send_at,
+        sent_by=actor,
+    )
+
+
+def mailing_unschedule(*, mailing: Mailing, actor) -> Mailing:
+    """Take a scheduled mailing back to draft."""
+    return _transition(
+        mailing, allowed=[Mailing.Status.SCHEDULED], to=Mailing.Status.DRAFT, scheduled_at=None
+    )
+
+
+def mailing_send_now(*, mailing: Mailing, actor) -> Mailing:
+    """Start sending `mailing`: resolve its audience and queue the work, in the background."""
+    from mailings import tasks
+
+    mailing_check_ready(mailing=mailing)
+    with transaction.atomic():
+        mailing = _transition(
+            mailing,
+            allowed=Mailing.EDITABLE_STATUSES,
+            to=Mailing.Status.SENDING,
+            started_at=timezone.now(),
+            sent_by=actor,
+            last_error="",
+        )
+        tasks.start_mailing.delay_on_commit(mailing.pk)
+    return mailing
+
+
+def mailing_start(*, mailing_id: int) -> int:
+    """Resolve a sending mailing's audience into deliveries (once) and start the senders.
+
+    Return the number of recipients. Safe to repeat: a second call finds the
+    audience resolved and only makes sure senders are running.
+    """
+    with transaction.atomic():
+        mailing = Mailing.objects.select_for_update().filter(pk=mailing_id).first()
+        if mailing is None or mailing.status != Mailing.Status.SENDING:
+            return 0
+        if mailing.recipient_count is None:
+            started = time.monotonic()
+            Mailing.objects.filter(pk=mailing.pk).update(heartbeat_at=timezone.now())
+            count = sending.mailing_resolve_audience(mailing=mailing)
+            mailing.recipient_count = count
+            mailing.audience_seconds = time.monotonic() - started
+            mailing.heartbeat_at = timezone.now()
+            mailing.save(update_fields=["recipient_count", "audience_seconds", "heartbeat_at"])
+            logger.info(
+                "Mailing %s: %s recipients resolved in %.2fs",
+                mailing.pk,
+                count,
+                mailing.audience_seconds,
+            )
+        sending.mailing_enqueue_senders(mailing=mailing)
+    return mailing.recipient_count
+
+
+def mailings_dispatch_due(*, now=None) -> list[int]:
+    """Start every scheduled mailing whose time has come; return their ids."""
+    from mailings import tasks
+
+    started = []
+    for mailing in Mailing.objects.due(now):
+        with transaction.atomic():
+            changed = Mailing.objects.filter(pk=mailing.pk, status=Mailing.Status.SCHEDULED).update(
+                status=Mailing.Status.SENDING, started_at=timezone.now(), last_error=""
+            )
+            if changed:
+                tasks.start_mailing.delay_on_commit(mailing.pk)
+                started.append(mailing.pk)
+    return started
+
+
+def mailing_pause(*, mailing: Mailing, actor) -> Mailing:
+    """Stop claiming new work; messages already with the ESP call finish."""
+    return _transition(mailing, allowed=[Mailing.Status.SENDING], to=Mailing.Status.PAUSED)
+
+
+def mailing_resume(*, mailing: Mailing, actor) -> Mailing:
+    """Carry on sending a paused mailing."""
+    from mailings import tasks
+
+    with transaction.atomic():
+        mailing = _transition(
+            mailing, allowed=[Mailing.Status.PAUSED], to=Mailing.Status.SENDING, last_error=""
+        )
+        if mailing.recipient_count is None:
+            tasks.start_mailing.delay_on_commit(mailing.pk)
+        else:
+            sending.mailing_enqueue_senders(mailing=mailing)
+    return mailing
+
+
+def mailing_cancel(*, mailing: Mailing, actor) -> Mailing:
+    """Cancel a mailing: nothing more goes out. Messages already sent stay sent."""
+    with transaction.atomic():
+        mailing = _transition(
+            mailing,
+            allowed=[
+                Mailing.Status.DRAFT,
+                Mailing.Status.SCHEDULED,
+                Mailing.Status.SENDING,
+                Mailing.Status.PAUSED,
+            ],
+            to=Mailing.Status.CANCELLED,
+            finished_at=timezone.now(),
+        )
+        Delivery.objects.filter(mailing=mailing, status=Delivery.Status.QUEUED).update(
+            status=Delivery.Status.CANCELLED, error="The mailing was cancelled."
+        )
+    return mailing
+
+
+def deliveries_resend_unknown(*, mailing: Mailing, actor) -> int:
+    """Queue again the deliveries whose fate is unknown; return how many.
+
+    Staff choose this knowing some of those supporters may get the mailing twice.
+    """
+    with transaction.atomic():
+        count = Delivery.objects.filter(mailing=mailing, status=Delivery.Status.UNKNOWN).update(
+            status=Delivery.Status.QUEUED, retry_at=None, dispatched_at=None, error=""
+        )
+        if count:
+            Mailing.objects.filter(pk=mailing.pk, status=Mailing.Status.SENT).update(
+                status=Mailing.Status.SENDING, finished_at=None
+            )
+            mailing.refresh_from_db()
+            if mailing.status == Mailing.Status.SENDING:
+                sending.mailing_enqueue_senders(mailing=mailing)
+    return count
+
+
+def mailing_update_check(*, mailing: Mailing) -> None:
+    """Refuse (MailingRefused) to change a mailing once sending has started."""
+    current = Mailing.objects.filter(pk=mailing.pk).values_list("status", flat=True).first()
+    if current is not None and current not in Mailing.EDITABLE_STATUSES:
+        raise MailingRefused(
+            "This mailing can no longer be edited: sending has started. "
+            "Duplicate it to write a new one."
+        )
+
+
+def mailing_duplicate(*, mailing: Mailing, actor) -> Mailing:
+    """Return a new draft with the same content and audience."""
+    with transaction.atomic():
+        copy = Mailing.objects.create(
+            name=f"Copy of {mailing.name}"[:200],
+            subject=mailing.subject,
+            preheader=mailing.preheader,
+            from_name=mailing.from_name,
+            from_email=mailing.from_email,
+            reply_to=mailing.reply_to,
+            body_html=mailing.body_html,
+            body_text=mailing.body_text,
+            created_by=actor,
+        )
+        copy.interests.set(mailing.interests.all())
+        copy.include_segments.set(mailing.include_segments.all())
+        copy.exclude_segments.set(mailing.exclude_segments.all())
+    return copy
+
+
+def mailing_send_test(*, mailing: Mailing, to: list[str], supporter=None, actor=None) -> int:
+    """Send `mailing` now to the staff addresses `to`, merged for `supporter` (or a sample).
+
+    Nothing is recorded as a delivery, and the links in it are harmless
+    stand-ins, so a click on "unsubscribe" in a test changes nobody.
+    """
+    if not to:
+        raise MailingRefused(
+            "Your staff account has no email address. Add one to your account to get test sends."
+        )
+    supporter = supporter or sample_supporter()
+    try:
+        prepared = emails.PreparedMailing(mailing)
+    except emails.MergeFieldError as error:
+        raise MailingRefused(error.message) from None
+    messages = []
+    for address in to:
+        message = prepared.message(
+            supporter, links_for=emails.PREVIEW_LINKS, subject_prefix="[Test] "
+        )
+        message.to = [address]
+        message.tags = ["test"]
+        messages.append(message)
+    try:
+        return get_connection().send_messages(messages)
+    except Exception as error:
+        outcome = esp.classify(error)
+        raise MailingRefused(f"The test could not be sent: {outcome.reason}") from None
+
+
+def sample_supporter():
+    """Return a made-up supporter for previews when staff pick no one."""
+    return Supporter(
+        pk=0,
+        email="sam.sample@example.org",
+        first_name="Sam",
+        last_name="Sample",
+        postcode="SW1A 1AA",
+    )
+
+
+# -- tracking events ------------------------------------------------------------------------
+
+# Anymail's normalised event → the Delivery timestamps it sets: (first, latest).
+EVENT_FIELDS = {
+    "delivered": ("delivered_at", None),
+    "deferred": ("deferred_at", None),
+    "bounced": ("bounced_at", None),
+    "rejected": ("rejected_at", None),
+    "failed": ("rejected_at", None),
+    "complained": ("complained_at", None),
+    "unsubscribed": ("unsubscribed_at", None),
+    "opened": ("opened_at", "last_opened_at"),
+    "clicked": ("clicked_at", "last_clicked_at"),
+}
+# Events that mean "never email this address again": the supporter status to
+# set and the consent method to record. Complaints and ESP-side unsubscribes
+# withdraw consent for everything, as a hard bounce does.
+UNDELIVERABLE = {
+    "bounced": (Supporter.Status.BOUNCED, ConsentRecord.Method.BOUNCE),
+    "complained": (Supporter.Status.COMPLAINED, ConsentRecord.Method.COMPLAINT),
+    "unsubscribed": (Supporter.Status.UNSUBSCRIBED, ConsentRecord.Method.ESP_UNSUBSCRIBE),
+}
+# A "rejected" event names why the ESP refused; these reasons mirror its own suppression.
+REJECTED_BECAUSE = {"bounced": "bounced", "spam": "complained", "unsubscribed": "unsubscribed"}
+# Bounces Anymail reports as "bounced" that are temporary at the ESP: (esp, its bounce type).
+SOFT_BOUNCES = {
+    ("Postmark", "SoftBounce"),
+    ("Postmark", "Transient"),
+    ("Postmark", "DnsError"),
+    ("Postmark", "AutoResponder"),
+    ("Postmark", "VirusNotification"),
+    ("Postmark", "ChallengeVerification"),
+}
+
+
+def _dedupe_key(event, delivery_id, esp_name):
+    if event.event_id:
+        return str(event.event_id)[:128]
+    # No id from the ESP (Postmark sends none for most events): what happened,
+    # to which delivery, when, identifies it; a resent webhook matches.
+    parts = [
+        str(delivery_id),
+        str(event.message_id or ""),
+        event.event_type,
+        event.timestamp.isoformat() if event.timestamp else "",
+        event.click_url or "",
+    ]
+    return "sha256:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def _find_delivery(event):
+    raw = (event.metadata or {}).get("delivery_id")
+    if raw is not None and str(raw).isdigit():
+        return Delivery.objects.select_related("supporter").filter(pk=int(raw)).first()
+    if event.message_id and event.recipient:
+        return (
+            Delivery.objects.select_related("supporter")
+            .filter(
+                esp_message_id=str(event.message_id),
+                supporter__email_hash=email_hash(event.recipient),
+            )
+            .first()
+        )
+    return None
+
+
+def _suppression_status(event, esp_name):
+    """Return the UNDELIVERABLE entry `event` calls for, or None."""
+    kind = event.event_type
+    if kind == "rejected":
+        kind = REJECTED_BECAUSE.get(event.reject_reason)
+    if kind == "bounced":
+        raw_type = (
+            (event.esp_event or {}).get("Type") if isinstance(event.esp_event, dict) else None
+        )
+        if (esp_name, raw_type) in SOFT_BOUNCES:
+            return None
+    return UNDELIVERABLE.get(kind)
+
+
+def delivery_record_event(*, event, esp_name: str) -> bool:
+    """Record one tracking event from the ESP; return False if it changed nothing.
+
+    Idempotent (the ESP retries and may send an event twice) and safe in any
+    order: timestamps only ever move to the earliest first-time and latest
+    last-time, and a bounce after a delivery still counts as a bounce.
+    """
+    delivery = _find_delivery(event)
+    if delivery is None:
+        # Not ours (another system's mail on the same ESP account) or a test send.
+        logger.info("Tracking event %s from %s matches no delivery", event.event_type, esp_name)
+        return False
+    timestamp = event.timestamp or timezone.now()
+    with transaction.atomic():
+        try:
+            with transaction.atomic():
+                DeliveryEvent.objects.create(
+                    delivery=delivery,
+                    mailing_id=delivery.mailing_id,
+                    esp_name=esp_name[:32],
+                    dedupe_key=_dedupe_key(event, delivery.pk, esp_name),
+                    event_type=event.event_type[:24],
+                    timestamp=timestamp,
+                    url=(event.click_url or "")[:2000],
+                    reason=(event.reject_reason or event.description or "")[:255],
+                )
+        except IntegrityError:
+            return False  # seen before
+        updates = {}
+        first, latest = EVENT_FIELDS.get(event.event_type, (None, None))
+        if first:
+            updates[first] = Case(
+                When(**{f"{first}__isnull": True}, then=timestamp),
+                When(**{f"{first}__gt": timestamp}, then=timestamp),
+                default=F(first),
+            )
+        if latest:
+            updates[latest] = Case(
+                When(**{f"{latest}__isnull": True}, then=timestamp),
+                When(**{f"{latest}__lt": timestamp}, then=timestamp),
+                default=F(latest),
+            )
+        if event.event_type not in ("queued", "rejected", "failed") and delivery.status in (
+            Delivery.Status.UNKNOWN,
+        ):
+            # The ESP reports on it, so it had it: the worker died after all was well.
+            updates.update(status=Delivery.Status.SENT, error="")
+        if updates:
+            Delivery.objects.filter(pk=delivery.pk).update(**updates)
+        entry = _suppression_status(event, esp_name)
+        supporter = delivery.supporter
+        if entry and supporter.status != Supporter.Status.ERASED:
+            status, method = entry
+            supporter_mark_undeliverable(
+                supporter=supporter,
+                status=status,
+                method=method,
+                mailing=delivery.mailing,
+                actor_label=f"{esp_name} webhook",
+            )
+    return True
+
+
+# -- GDPR -------------------------------------------------------------------------------------
 
 
 def mail_data_erase(*, supporter):
@@ -6,10 +427,57 @@ def mail_data_erase(*, supporter):
 
     Called by crm.services.supporter_erase inside its transaction. Delivery
     rows stay (anonymised through the supporter) so mailing reports keep
-    their counts.
+    their counts; the ESP's words about the address (bounce descriptions,
+    refusals) and the links they clicked, which may carry personal tokens or
+    the address itself, are cleared.
     """
+    Delivery.objects.filter(supporter=supporter).update(error="")
+    DeliveryEvent.objects.filter(delivery__supporter=supporter).update(url="", reason="")
 
 
 def mail_data_export(*, supporter):
     """Return what the mailing history holds about `supporter`, for a data export."""
-    return {}
+    deliveries = (
+        Delivery.objects.filter(supporter=supporter)
+        .select_related("mailing")
+        .order_by("created_at")
+    )
+    return {
+        "mailings": [
+            {
+                "mailing": delivery.mailing.name,
+                "subject": delivery.mailing.subject,
+                "status": delivery.status,
+                "sent_at": _iso(delivery.sent_at),
+                "delivered_at": _iso(delivery.delivered_at),
+                "first_opened_at": _iso(delivery.opened_at),
+                "first_clicked_at": _iso(delivery.clicked_at),
+                "bounced_at": _iso(delivery.bounced_at),
+                "complained_at": _iso(delivery.complained_at),
+                "events": [
+                    {"type": event.event_type, "when": _iso(event.timestamp), "url": event.url}
+                    for event in delivery.events.order_by("timestamp")
+                ],
+            }
+            for delivery in deliveries
+        ]
+    }
+
+
+def _iso(value):
+    return value.isoformat() if value else None
+
+
+def settings_summary():
+    """Return the sending configuration in force, for the admin and the benchmark."""
+    connection = get_connection()
+    syntax = esp.batch_syntax(connection)
+    return {
+        "esp": getattr(connection, "esp_name", type(connection).__name__),
+        "batch_sending": bool(settings.RALLY_BATCH_SEND and syntax),
+        "batch_requested": settings.RALLY_BATCH_SEND,
+        "rate": settings.RALLY_SEND_RATE,
+        "batch_size": settings.RALLY_SEND_BATCH_SIZE,
+        "concurrency": settings.RALLY_SEND_CONCURRENCY,
+        "lease_seconds": settings.RALLY_SEND_LEASE_SECONDS,
+    }

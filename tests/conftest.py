@@ -140,3 +140,102 @@ def r2p_mailing(db, interest):
     newsletter = Mailing.objects.create(name="R2P update", subject="The UK's duty to prevent")
     newsletter.interests.set([interest])
     return newsletter
+
+
+@pytest.fixture(scope="session")
+def _esp_simulator():
+    from tests.sinks import LookupMailSink
+
+    with LookupMailSink(port=0, latency_ms=0) as sink:
+        yield sink
+
+
+@pytest.fixture
+def esp(_esp_simulator):
+    """The loopback ESP simulator, empty, with no faults and no latency."""
+    _esp_simulator.clear()
+    _esp_simulator.set_faults(latency_ms=0)
+    yield _esp_simulator
+    _esp_simulator.clear()
+
+
+@pytest.fixture
+def postmark_esp(settings, esp):
+    """Newsletters go through Anymail's real Postmark backend to the simulator."""
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    settings.ANYMAIL = {
+        "POSTMARK_SERVER_TOKEN": "test-token",
+        "POSTMARK_API_URL": esp.postmark_api_url,
+    }
+    settings.RALLY_BATCH_SEND = False
+    return esp
+
+
+@pytest.fixture
+def mailgun_esp(settings, esp):
+    """Newsletters go through Anymail's real Mailgun backend, batch sending on."""
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.ANYMAIL = {
+        "MAILGUN_API_KEY": "key-test",
+        "MAILGUN_API_URL": esp.mailgun_api_url,
+        "MAILGUN_SENDER_DOMAIN": "rally.example.org",
+    }
+    settings.RALLY_BATCH_SEND = True
+    return esp
+
+
+@pytest.fixture
+def newsletter(db, interest):
+    """A newsletter about the UK's duty to prevent atrocities, for R2P subscribers."""
+    return factories.MailingFactory(name="Duty to prevent", interests=[interest])
+
+
+@pytest.fixture
+def subscribers(db, interest):
+    """Five supporters subscribed to Responsibility to Protect."""
+    return [
+        factories.SupporterFactory(
+            email=f"subscriber{n}@example.org", first_name=f"Reader{n}", subscribed_to=[interest]
+        )
+        for n in range(5)
+    ]
+
+
+@pytest.fixture
+def partner_list(db, partner):
+    """Preview a partner list (text or bytes) from Waging Peace; `confirm=True` applies it."""
+    from crm import imports
+
+    def run(content, *, file_name="list.csv", confirm=False, interests=(), actor=None, **options):
+        data = content.encode() if isinstance(content, str) else content
+        preview = imports.import_preview(
+            data=data,
+            file_name=file_name,
+            partner=options.pop("partner", partner),
+            interests=interests,
+            options=imports.ImportOptions(**options),
+            actor=actor,
+        )
+        if confirm:
+            assert preview.batch is not None, [row.message for row in preview.plan.errors]
+            preview.batch = imports.import_confirm(batch_id=preview.batch.pk, actor=actor)
+        return preview
+
+    return run
+
+
+def xlsx_bytes(*sheets):
+    """Return an XLSX workbook with one sheet per list of rows (a formula is a str "=…")."""
+    import io
+
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for number, rows in enumerate(sheets, 1):
+        sheet = book.create_sheet(f"Sheet{number}")
+        for row in rows:
+            sheet.append(row)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    return buffer.getvalue()

@@ -50,3 +50,33 @@ class SegmentFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Segment {n}")
     kind = crm.Segment.Kind.RULES
     rules = factory.LazyFunction(dict)
+
+
+class MailingFactory(factory.django.DjangoModelFactory):
+    """A newsletter ready to send; pass interests=[...] to choose its audience."""
+
+    class Meta:
+        model = "mailings.Mailing"
+        skip_postgeneration_save = True
+
+    name = factory.Sequence(lambda n: f"Newsletter {n}")
+    subject = "Why the UK needs an atrocity-prevention strategy"
+    preheader = "Three things your MP can do this month."
+    body_html = (
+        '<h1>Dear {{ first_name|default:"friend" }},</h1>'
+        "<p>The UK has a duty to prevent atrocities. "
+        '<a href="https://example.org/strategy">Read our briefing</a>.</p>'
+    )
+
+    @factory.post_generation
+    def interests(self, create, interests, **kwargs):
+        if interests:
+            self.interests.set(interests)
+
+
+class DeliveryFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = "mailings.Delivery"
+
+    mailing = factory.SubFactory(MailingFactory)
+    supporter = factory.SubFactory(SupporterFactory)

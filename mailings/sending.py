@@ -1,0 +1,574 @@
+"""
+The sending engine: resolve the audience, claim deliveries, send, record.
+
+Every step works from database state, so any worker can pick up where a
+dead one stopped, and the periodic sweeper can restart everything after
+the broker lost its queue:
+
+1. `mailing_resolve_audience` turns the audience into Delivery rows with one
+   INSERT … SELECT (unique on mailing + supporter, so a repeat adds nothing).
+2. `mailing_send_batches` (the task body) claims a batch of queued
+   deliveries with a lease (SELECT … FOR UPDATE SKIP LOCKED on PostgreSQL),
+   renders them, commits `dispatched_at`, calls the ESP, and commits "sent"
+   (or "failed", or back to "queued" with a retry time) straight after the
+   call.
+3. `deliveries_sweep` (Celery beat) hands expired leases back: never
+   dispatched → queued again; dispatched → ask the ESP whether it accepted
+   the message (esp.accepted_message_id) and mark it sent or queue it again,
+   or mark it "unknown" when the ESP cannot say. It also restarts sending
+   for mailings whose workers went quiet, and finishes mailings with nothing
+   left to do.
+
+docs/sending.md explains the one window that remains.
+"""
+
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.mail import get_connection
+from django.db import connection as db
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from mailings import emails, esp, throttle
+from mailings.models import Delivery, Mailing
+
+logger = logging.getLogger(__name__)
+
+RETRY_BASE_SECONDS = 2
+RETRY_MAX_SECONDS = 600
+TASK_BUDGET_SECONDS = 60  # a sending task hands over to a fresh one after this long
+SUPPORTER_FIELDS = (
+    "supporter__id",
+    "supporter__email",
+    "supporter__first_name",
+    "supporter__last_name",
+    "supporter__postcode",
+    "supporter__link_version",
+)
+
+
+def worker_name():
+    return f"{socket.gethostname()}:{os.getpid()}"[:100]
+
+
+# -- 1. audience --------------------------------------------------------------------------
+
+
+def mailing_resolve_audience(*, mailing: Mailing) -> int:
+    """Create one queued Delivery per recipient in one statement; return how many exist.
+
+    Call inside a transaction holding the mailing's row lock.
+    """
+    audience = mailing.audience().values("pk")
+    if audience.query.is_empty():
+        return Delivery.objects.filter(mailing=mailing).count()
+    query, params = audience.query.sql_with_params()
+    table = Delivery._meta.db_table
+    # Columns without a database default must be listed; the rest are NULL.
+    # The CTE names the audience's one column, whatever the ORM called it.
+    sql = (
+        f"WITH audience(supporter_id) AS ({query}) "  # noqa: S608 - SQL from the ORM
+        f"INSERT INTO {table} "
+        "(mailing_id, supporter_id, status, attempts, claimed_by, esp_message_id, error, "
+        "created_at) "
+        "SELECT %s, supporter_id, %s, 0, '', '', '', %s FROM audience WHERE true "
+        "ON CONFLICT (mailing_id, supporter_id) DO NOTHING"
+    )
+    with db.cursor() as cursor:
+        cursor.execute(sql, [*params, mailing.pk, Delivery.Status.QUEUED, timezone.now()])
+    return Delivery.objects.filter(mailing=mailing).count()
+
+
+# -- 2. claiming and sending -------------------------------------------------------------
+
+
+def claim_size():
+    size = max(1, settings.RALLY_SEND_BATCH_SIZE)
+    if settings.RALLY_SEND_RATE > 0:
+        # Never claim more than ten seconds' worth: the lease must outlast the wait.
+        size = min(size, max(1, int(settings.RALLY_SEND_RATE * 10)))
+    return size
+
+
+def deliveries_claim(*, mailing_id: int, limit: int, worker: str) -> list[int]:
+    """Lease up to `limit` queued deliveries of a sending mailing to `worker`; return their ids.
+
+    Two workers never get the same delivery: PostgreSQL skips rows another
+    transaction has locked, and SQLite runs one writer at a time.
+    """
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.RALLY_SEND_LEASE_SECONDS)
+    sending = Mailing.Status.SENDING
+    if db.vendor == "postgresql":
+        with db.cursor() as cursor:
+            cursor.execute(
+                """
+                UPDATE mailings_delivery SET status = %s, claimed_until = %s, claimed_by = %s,
+                       attempts = attempts + 1, dispatched_at = NULL
+                WHERE id IN (
+                    SELECT d.id FROM mailings_delivery d
+                    WHERE d.mailing_id = %s AND d.status = %s
+                      AND (d.retry_at IS NULL OR d.retry_at <= %s)
+                      AND EXISTS (SELECT 1 FROM mailings_mailing m
+                                  WHERE m.id = d.mailing_id AND m.status = %s)
+                    ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED)
+                RETURNING id
+                """,
+                [
+                    Delivery.Status.SENDING,
+                    until,
+                    worker,
+                    mailing_id,
+                    Delivery.Status.QUEUED,
+                    now,
+                    sending,
+                    limit,
+                ],
+            )
+            ids = sorted(row[0] for row in cursor.fetchall())
+    else:
+        with transaction.atomic():
+            if not Mailing.objects.filter(pk=mailing_id, status=sending).exists():
+                return []
+            ids = list(
+                Delivery.objects.filter(mailing_id=mailing_id)
+                .claimable(now)
+                .order_by("pk")
+                .values_list("pk", flat=True)[:limit]
+            )
+            Delivery.objects.filter(pk__in=ids, status=Delivery.Status.QUEUED).update(
+                status=Delivery.Status.SENDING,
+                claimed_until=until,
+                claimed_by=worker,
+                attempts=F("attempts") + 1,
+                dispatched_at=None,
+            )
+    if ids:
+        # The sweeper restarts a sending mailing whose heartbeat goes quiet.
+        Mailing.objects.filter(pk=mailing_id).filter(
+            Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=now - timedelta(seconds=2))
+        ).update(heartbeat_at=now)
+    return ids
+
+
+_local = threading.local()
+
+
+def _backend_key():
+    return (settings.EMAIL_BACKEND, repr(sorted(settings.ANYMAIL.items())))
+
+
+def _connection(key):
+    """Return this thread's open Anymail backend, reused across messages (keep-alive)."""
+    cached = getattr(_local, "connection", None)
+    if cached is None or cached[0] != key:
+        if cached is not None:
+            cached[1].close()
+        connection = get_connection()
+        connection.open()
+        _local.connection = cached = (key, connection)
+    return cached[1]
+
+
+_pool = {}
+
+
+def _executor(size):
+    pool = _pool.get(os.getpid(), (0, None))
+    if pool[0] != size:
+        executor = ThreadPoolExecutor(max_workers=size, thread_name_prefix="rally-send")
+        _pool[os.getpid()] = pool = (size, executor)
+    return pool[1]
+
+
+def _send_one(key, message):
+    """Send one message on this thread's connection; return None or the exception."""
+    try:
+        _connection(key).send_messages([message])
+    except Exception as error:  # classified by the caller, in one place
+        return error
+    return None
+
+
+def mailing_send_batches(*, mailing_id: int, budget: float = TASK_BUDGET_SECONDS) -> str:
+    """Claim and send batches of a sending mailing until none are left or time is up.
+
+    Return why it stopped: "stopped" (not sending), "idle" (no claimable
+    work) or "handed over" (a fresh task continues).
+    """
+    from mailings import tasks
+
+    deadline = time.monotonic() + budget
+    worker = worker_name()
+    while True:
+        mailing = Mailing.objects.filter(pk=mailing_id).first()
+        if mailing is None or mailing.status != Mailing.Status.SENDING:
+            return "stopped"
+        if mailing.recipient_count is None:
+            return "stopped"  # the audience is not resolved yet; mailing_start will enqueue us
+        ids = deliveries_claim(mailing_id=mailing_id, limit=claim_size(), worker=worker)
+        if not ids:
+            mailing_finish_if_done(mailing_id=mailing_id)
+            return "idle"
+        deliveries_send(mailing=mailing, ids=ids)
+        if time.monotonic() > deadline:
+            tasks.send_mailing_batches.delay(mailing_id)
+            return "handed over"
+
+
+def deliveries_send(*, mailing: Mailing, ids: list[int]) -> None:
+    """Send the claimed deliveries `ids` and record each result."""
+    rows = list(
+        Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING)
+        .select_related("supporter")
+        .only("id", "attempts", "supporter_id", *SUPPORTER_FIELDS)
+        .order_by("pk")
+    )
+    if not rows:
+        return
+    # Someone may have unsubscribed, bounced or been erased since the audience
+    # was resolved (a paused mailing can wait for days): check again.
+    still = set(
+        mailing.audience()
+        .filter(pk__in=[row.supporter_id for row in rows])
+        .values_list("pk", flat=True)
+    )
+    gone = [row.pk for row in rows if row.supporter_id not in still]
+    if gone:
+        Delivery.objects.filter(pk__in=gone).update(
+            status=Delivery.Status.SKIPPED,
+            claimed_until=None,
+            error="No longer subscribed or mailable when its turn came.",
+        )
+        rows = [row for row in rows if row.supporter_id in still]
+    if not rows:
+        return
+    try:
+        prepared = emails.prepare(mailing)
+    except Exception as error:
+        _stop_mailing(mailing, rows, f"The newsletter could not be rendered: {error}")
+        return
+    key = _backend_key()
+    syntax = esp.batch_syntax(_connection(key)) if settings.RALLY_BATCH_SEND else None
+    if syntax:
+        limit = min(settings.RALLY_SEND_BATCH_SIZE, esp.BATCH_LIMIT.get(_esp_name(key), 500))
+        for start in range(0, len(rows), limit):
+            _send_batch(mailing, prepared, rows[start : start + limit], key, syntax)
+    else:
+        _send_individually(mailing, prepared, rows, key)
+
+
+def _esp_name(key):
+    return getattr(_connection(key), "esp_name", "")
+
+
+def _lease_left():
+    # Wait for the send rate only while the lease comfortably holds.
+    return settings.RALLY_SEND_LEASE_SECONDS / 3
+
+
+def _dispatch(rows):
+    """Commit that these deliveries are about to go to the ESP."""
+    Delivery.objects.filter(pk__in=[row.pk for row in rows]).update(dispatched_at=timezone.now())
+
+
+def _send_batch(mailing, prepared, rows, key, syntax):
+    """One ESP call for `rows`; on a refusal of the whole call, split it to find the culprit."""
+    message = prepared.batch_message([(row.pk, row.supporter) for row in rows], syntax)
+    if not throttle.wait_for_turn(len(rows), limit=_lease_left()):
+        _retry(
+            rows, esp.Outcome(esp.SLOW_DOWN, "Waiting for the send rate.", throttle.paused_for())
+        )
+        return
+    _dispatch(rows)
+    error = _send_one(key, message)
+    if error is not None:
+        outcome = esp.classify(error)
+        if outcome.kind == esp.PERMANENT and len(rows) > 1:
+            # One bad address, or more recipients than the ESP takes per call,
+            # refuses the whole call: halve until the culprit stands alone.
+            half = len(rows) // 2
+            _send_batch(mailing, prepared, rows[:half], key, syntax)
+            _send_batch(mailing, prepared, rows[half:], key, syntax)
+            return
+        _record_failures(mailing, [(row, outcome) for row in rows])
+        return
+    _record_statuses(mailing, rows, message.anymail_status)
+
+
+def _send_individually(mailing, prepared, rows, key):
+    """One message per recipient, `RALLY_SEND_CONCURRENCY` calls in flight at a time."""
+    size = max(1, settings.RALLY_SEND_CONCURRENCY)
+    executor = _executor(size)
+    for start in range(0, len(rows), size):
+        chunk = rows[start : start + size]
+        messages = [prepared.message(row.supporter, delivery_id=row.pk) for row in chunk]
+        if not throttle.wait_for_turn(len(chunk), limit=_lease_left()):
+            rest = rows[start:]
+            _retry(rest, esp.Outcome(esp.SLOW_DOWN, "Waiting for the send rate.", 1.0))
+            return
+        _dispatch(chunk)
+        errors = list(executor.map(lambda message: _send_one(key, message), messages))
+        sent, failures = [], []
+        for row, message, error in zip(chunk, messages, errors, strict=True):
+            if error is None:
+                sent.append((row, message.anymail_status))
+            else:
+                failures.append((row, esp.classify(error)))
+        accepted = [(row, status) for row, status in sent if _accepted(row, status)]
+        _record_sent([(row, _message_id(status.message_id)) for row, status in accepted])
+        failures += [
+            (row, esp.Outcome(esp.PERMANENT, "The ESP refused the recipient."))
+            for row, status in sent
+            if not _accepted(row, status)
+        ]
+        _record_failures(mailing, failures)
+
+
+def _message_id(value):
+    return "" if value is None else str(value)
+
+
+def _accepted(row, anymail_status):
+    statuses = {s.lower() if s else s for s in anymail_status.status or ()}
+    return not statuses or not statuses <= esp.rejected_statuses()
+
+
+def _record_statuses(mailing, rows, anymail_status):
+    """Record a batch call's per-recipient answers."""
+    recipients = {address.lower(): status for address, status in anymail_status.recipients.items()}
+    sent, failures = [], []
+    for row in rows:
+        status = recipients.get(row.supporter.email.lower())
+        if status is not None and status.status in esp.rejected_statuses():
+            failures.append((row, esp.Outcome(esp.PERMANENT, "The ESP refused the recipient.")))
+        else:
+            message_id = status.message_id if status else None
+            if message_id is None:
+                message_id = anymail_status.message_id
+            sent.append((row, _message_id(message_id)))
+    _record_sent(sent)
+    _record_failures(mailing, failures)
+
+
+def _record_sent(pairs):
+    if not pairs:
+        return
+    now = timezone.now()
+    by_message = {}
+    for row, message_id in pairs:
+        by_message.setdefault(str(message_id)[:255], []).append(row.pk)
+    with transaction.atomic():
+        for message_id, ids in by_message.items():
+            Delivery.objects.filter(pk__in=ids).update(
+                status=Delivery.Status.SENT,
+                sent_at=now,
+                esp_message_id=message_id,
+                claimed_until=None,
+                retry_at=None,
+                error="",
+            )
+
+
+def _backoff(attempts):
+    delay = min(RETRY_MAX_SECONDS, RETRY_BASE_SECONDS * 2 ** max(0, attempts - 1))
+    return delay * random.uniform(0.5, 1.5)
+
+
+def _retry(rows, outcome):
+    """Put `rows` back in the queue to try again later (or fail them after too many tries)."""
+    now = timezone.now()
+    give_up, again = [], []
+    for row in rows:
+        if outcome.kind != esp.SLOW_DOWN and row.attempts >= settings.RALLY_SEND_MAX_ATTEMPTS:
+            give_up.append(row)
+        else:
+            again.append(row)
+    with transaction.atomic():
+        if give_up:
+            Delivery.objects.filter(pk__in=[row.pk for row in give_up]).update(
+                status=Delivery.Status.FAILED,
+                claimed_until=None,
+                error=f"Gave up after {settings.RALLY_SEND_MAX_ATTEMPTS} attempts: "
+                f"{outcome.reason}"[:500],
+            )
+        for row in again:
+            if outcome.kind == esp.SLOW_DOWN:
+                # Being told to slow down is not the message's fault: do not count it.
+                delay = max(outcome.retry_after or 1.0, 0.5) * random.uniform(1.0, 1.2)
+                attempts = max(0, row.attempts - 1)
+            else:
+                delay = max(_backoff(row.attempts), outcome.retry_after or 0)
+                attempts = row.attempts
+            Delivery.objects.filter(pk=row.pk).update(
+                status=Delivery.Status.QUEUED,
+                claimed_until=None,
+                dispatched_at=None,
+                retry_at=now + timedelta(seconds=delay),
+                attempts=attempts,
+                error=outcome.reason[:500],
+            )
+
+
+def _record_failures(mailing, failures):
+    if not failures:
+        return
+    slow = [row for row, outcome in failures if outcome.kind == esp.SLOW_DOWN]
+    if slow:
+        wait = max((o.retry_after or 1.0) for _, o in failures if o.kind == esp.SLOW_DOWN)
+        throttle.pause_all(wait)
+    for kind in (esp.TRANSIENT, esp.SLOW_DOWN):
+        group = [(row, outcome) for row, outcome in failures if outcome.kind == kind]
+        if group:
+            _retry([row for row, _ in group], group[0][1])
+    permanent = [(row, outcome) for row, outcome in failures if outcome.kind == esp.PERMANENT]
+    with transaction.atomic():
+        for row, outcome in permanent:
+            Delivery.objects.filter(pk=row.pk).update(
+                status=Delivery.Status.FAILED, claimed_until=None, error=outcome.reason[:500]
+            )
+    if permanent:
+        logger.info("Mailing %s: %s deliveries refused by the ESP", mailing.pk, len(permanent))
+
+
+def _stop_mailing(mailing, rows, reason):
+    """Pause a mailing that cannot be sent as it is, returning its claimed rows to the queue."""
+    logger.error("Mailing %s paused: %s", mailing.pk, reason)
+    with transaction.atomic():
+        Delivery.objects.filter(pk__in=[row.pk for row in rows]).update(
+            status=Delivery.Status.QUEUED,
+            claimed_until=None,
+            dispatched_at=None,
+            attempts=F("attempts") - 1,
+        )
+        Mailing.objects.filter(pk=mailing.pk, status=Mailing.Status.SENDING).update(
+            status=Mailing.Status.PAUSED, last_error=reason[:2000]
+        )
+
+
+def mailing_finish_if_done(*, mailing_id: int) -> bool:
+    """Mark a sending mailing sent once no delivery is queued or in flight."""
+    if Delivery.objects.filter(mailing_id=mailing_id).unfinished().exists():
+        return False
+    return bool(
+        Mailing.objects.filter(
+            pk=mailing_id, status=Mailing.Status.SENDING, recipient_count__isnull=False
+        ).update(status=Mailing.Status.SENT, finished_at=timezone.now())
+    )
+
+
+# -- 3. the sweeper -----------------------------------------------------------------------
+
+
+def deliveries_recover(*, mailing_id: int, now=None) -> dict:
+    """Resolve deliveries of `mailing_id` whose lease expired (their worker died).
+
+    Never dispatched: queued again. Dispatched: the ESP may have the message,
+    so ask it; "accepted" → sent, "not accepted" → queued again, "cannot
+    tell" → unknown (never sent twice; staff may choose to resend).
+    """
+    now = now or timezone.now()
+    expired = Delivery.objects.filter(mailing_id=mailing_id).lease_expired(now)
+    counts = {"requeued": 0, "sent": 0, "unknown": 0}
+    counts["requeued"] += expired.filter(dispatched_at__isnull=True).update(
+        status=Delivery.Status.QUEUED, claimed_until=None, claimed_by=""
+    )
+    rows = list(
+        expired.filter(dispatched_at__isnull=False)
+        .select_related("supporter")
+        .only("id", "dispatched_at", "supporter__email")
+        .order_by("pk")[:2000]
+    )
+    if not rows:
+        return counts
+    tracked = set(
+        Delivery.objects.filter(pk__in=[r.pk for r in rows], events__isnull=False).values_list(
+            "pk", flat=True
+        )
+    )
+    connection = get_connection()
+    for row in rows:
+        fate = expired.filter(pk=row.pk)  # still expired: a late worker may have finished it
+        if row.pk in tracked:
+            # A tracking event names this delivery: the ESP had it.
+            counts["sent"] += fate.update(
+                status=Delivery.Status.SENT, sent_at=row.dispatched_at, claimed_until=None
+            )
+            continue
+        try:
+            message_id = esp.accepted_message_id(
+                connection, delivery_id=row.pk, address=row.supporter.email, since=row.dispatched_at
+            )
+        except esp.LookupUnavailable as error:
+            counts["unknown"] += fate.update(
+                status=Delivery.Status.UNKNOWN,
+                claimed_until=None,
+                error=f"The worker stopped during the ESP call and the ESP could not say whether "
+                f"it accepted the message ({error}). Not resent, to avoid a duplicate.",
+            )
+            continue
+        if message_id:
+            counts["sent"] += fate.update(
+                status=Delivery.Status.SENT,
+                sent_at=row.dispatched_at,
+                esp_message_id=str(message_id)[:255],
+                claimed_until=None,
+                error="",
+            )
+        else:
+            counts["requeued"] += fate.update(
+                status=Delivery.Status.QUEUED, claimed_until=None, dispatched_at=None, claimed_by=""
+            )
+    if any(counts.values()):
+        logger.info("Mailing %s: recovered expired deliveries %s", mailing_id, counts)
+    return counts
+
+
+def deliveries_sweep(*, now=None) -> dict:
+    """Bring every sending mailing back on track from database state; return what was done.
+
+    Run periodically (Celery beat). Safe to run at any time and any number
+    of times at once.
+    """
+    from mailings import tasks
+
+    now = now or timezone.now()
+    done = {"recovered": 0, "restarted": [], "resolved": [], "finished": []}
+    for mailing_id in (
+        Delivery.objects.lease_expired(now).values_list("mailing_id", flat=True).distinct()
+    ):
+        done["recovered"] += sum(deliveries_recover(mailing_id=mailing_id, now=now).values())
+    stall = now - timedelta(seconds=settings.RALLY_SEND_STALL_SECONDS)
+    for mailing in Mailing.objects.sending():
+        quiet = mailing.heartbeat_at is None or mailing.heartbeat_at < stall
+        if mailing.recipient_count is None:
+            if quiet:
+                # The start task was lost (or is still resolving: a repeat waits
+                # for its lock and then finds the work done).
+                tasks.start_mailing.delay(mailing.pk)
+                done["resolved"].append(mailing.pk)
+            continue
+        if mailing_finish_if_done(mailing_id=mailing.pk):
+            done["finished"].append(mailing.pk)
+            continue
+        if quiet and Delivery.objects.filter(mailing=mailing).claimable(now).exists():
+            mailing_enqueue_senders(mailing=mailing)
+            done["restarted"].append(mailing.pk)
+    return done
+
+
+def mailing_enqueue_senders(*, mailing: Mailing) -> None:
+    """Start RALLY_SEND_TASKS sending tasks for `mailing` once the transaction commits."""
+    from mailings import tasks
+
+    for _ in range(max(1, settings.RALLY_SEND_TASKS)):
+        tasks.send_mailing_batches.delay_on_commit(mailing.pk)
