@@ -17,14 +17,15 @@ from django.core.cache import cache
 RATE_KEY = "rally:send:next"
 PAUSE_KEY = "rally:send:pause-until"
 
-# KEYS[1] next free time; ARGV: cost in seconds, burst in seconds.
+# KEYS[1] next free time; ARGV: cost in seconds, burst in seconds. The caller
+# waits until the last of its messages is due, less one burst's allowance.
 # Redis's own clock, so workers on machines with skewed clocks agree.
 _RESERVE = """
 local now = redis.call('TIME')
 now = tonumber(now[1]) + tonumber(now[2]) / 1000000
 local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
 if next_free < now then next_free = now end
-local wait = next_free - now - tonumber(ARGV[2])
+local wait = next_free + tonumber(ARGV[1]) - now - tonumber(ARGV[2])
 if wait < 0 then wait = 0 end
 redis.call('SET', KEYS[1], tostring(next_free + tonumber(ARGV[1])), 'EX', 3600)
 return tostring(wait)
@@ -63,7 +64,7 @@ def reserve(count):
             try:
                 next_free = max(float(cache.get(RATE_KEY) or 0), now)
                 cache.set(RATE_KEY, next_free + cost, 3600)
-                return max(0.0, next_free - now - burst)
+                return max(0.0, next_free + cost - now - burst)
             finally:
                 cache.delete(RATE_KEY + ":lock")
         time.sleep(0.01)
@@ -97,3 +98,11 @@ def wait_for_turn(count, *, limit):
     if wait > 0:
         time.sleep(wait)
     return True
+
+
+def clear():
+    """Forget the shared rate and any hold-back (an operator's reset; tests start clean)."""
+    client = _client()
+    if client is not None:
+        client.delete(RATE_KEY, PAUSE_KEY)
+    cache.delete_many([RATE_KEY, PAUSE_KEY])
