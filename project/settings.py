@@ -175,10 +175,16 @@ CELERY_BEAT_SCHEDULE = {
     "health-heartbeat": {"task": "project.health.heartbeat", "schedule": 30.0},
     # Scheduled mailings start from here: a periodic dispatcher, not ETA tasks
     # that a broker restart could lose.
-    "mailings-dispatch-due": {"task": "mailings.tasks.dispatch_due_mailings", "schedule": 15.0},
+    "mailings-dispatch-due": {
+        "task": "mailings.tasks.dispatch_due_mailings",
+        "schedule": env.float("RALLY_DISPATCH_SECONDS", default=15.0),
+    },
     # Re-queues unfinished sending from database state (expired leases, tasks
     # lost with the broker) and marks finished mailings sent.
-    "mailings-sweep": {"task": "mailings.tasks.sweep_sending", "schedule": 30.0},
+    "mailings-sweep": {
+        "task": "mailings.tasks.sweep_sending",
+        "schedule": env.float("RALLY_SWEEP_SECONDS", default=30.0),
+    },
     # Forgets uploaded partner files that were previewed but never confirmed.
     "crm-expire-import-previews": {"task": "crm.tasks.expire_import_previews", "schedule": 3600.0},
 }
@@ -202,6 +208,8 @@ ANYMAIL = {
     for key, value in os.environ.items()
     if key.startswith("ANYMAIL_")
 }
+if "REQUESTS_TIMEOUT" in ANYMAIL:  # seconds per ESP call; the environment gives text
+    ANYMAIL["REQUESTS_TIMEOUT"] = float(ANYMAIL["REQUESTS_TIMEOUT"])
 if "EMAIL_BACKEND" not in os.environ:
     ANYMAIL.setdefault("POSTMARK_SERVER_TOKEN", "mailsink")
     ANYMAIL.setdefault("POSTMARK_API_URL", f"{RALLY_MAILSINK_URL}/postmark/")
@@ -239,6 +247,8 @@ RALLY_SEND_TASKS = env.int("RALLY_SEND_TASKS", default=4)
 # How long a claimed delivery stays reserved for its worker; must be well
 # over one ESP call (ANYMAIL REQUESTS_TIMEOUT) so a live worker never loses it.
 RALLY_SEND_LEASE_SECONDS = env.int("RALLY_SEND_LEASE_SECONDS", default=300)
+# The sweeper restarts sending for a mailing whose workers were silent this long.
+RALLY_SEND_STALL_SECONDS = env.int("RALLY_SEND_STALL_SECONDS", default=60)
 # Give up on a delivery after this many transient failures.
 RALLY_SEND_MAX_ATTEMPTS = env.int("RALLY_SEND_MAX_ATTEMPTS", default=12)
 # An address for mailto: List-Unsubscribe, e.g. unsubscribe@example.org (optional).
