@@ -22,7 +22,6 @@ from crm.models import (
     AuditEvent,
     CampaignInterest,
     ConsentRecord,
-    ImportBatch,
     PartnerOrganisation,
     Segment,
     Subscription,
@@ -31,6 +30,11 @@ from crm.models import (
     Tag,
 )
 from crm.segments import RULE_KEYS, SegmentRuleError, validate_rules
+from crm.sync_admin import (  # also registers ImportBatchAdmin
+    PartnerSyncMixin,
+    SegmentExportMixin,
+    SupporterImportExportMixin,
+)
 
 
 class CappedCountPaginator(Paginator):
@@ -176,7 +180,7 @@ class SegmentActionForm(forms.Form):
 
 
 @admin.register(Supporter)
-class SupporterAdmin(SimpleHistoryAdmin):
+class SupporterAdmin(SupporterImportExportMixin, SimpleHistoryAdmin):
     list_display = (
         "email",
         "full_name",
@@ -513,7 +517,7 @@ class SegmentForm(forms.ModelForm):
 
 
 @admin.register(Segment)
-class SegmentAdmin(admin.ModelAdmin):
+class SegmentAdmin(SegmentExportMixin, admin.ModelAdmin):
     form = SegmentForm
     list_display = ("name", "kind", "description")
     list_filter = ("kind",)
@@ -592,7 +596,7 @@ class CampaignInterestAdmin(admin.ModelAdmin):
 
 
 @admin.register(PartnerOrganisation)
-class PartnerOrganisationAdmin(admin.ModelAdmin):
+class PartnerOrganisationAdmin(PartnerSyncMixin, admin.ModelAdmin):
     list_display = ("name", "slug", "lawful_basis", "agreement_date", "is_active", "last_synced_at")
     list_filter = ("is_active", "lawful_basis")
     prepopulated_fields = {"slug": ("name",)}
@@ -675,24 +679,4 @@ class AuditEventAdmin(admin.ModelAdmin):
         return False
 
     def has_delete_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(ImportBatch)
-class ImportBatchAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "partner", "file_name", "status", "created_by")
-    list_filter = ("status", "partner")
-    readonly_fields = (
-        "partner",
-        "file_name",
-        "file_hash",
-        "status",
-        "counts",
-        "error",
-        "created_by",
-        "created_at",
-        "finished_at",
-    )
-
-    def has_add_permission(self, request):
         return False

@@ -147,7 +147,8 @@ def supporter_rows(*, supporters, columns):
             yield row
 
 
-def _audit_export(*, actor, source, what, rows, columns, file_format, **detail):
+def export_audit(*, actor, source, what, rows, columns, file_format, **detail):
+    """Record an export in the audit trail: who, what, how many rows; never whom."""
     AuditEvent.objects.create(
         kind=AuditEvent.Kind.EXPORTED,
         actor=actor,
@@ -192,7 +193,7 @@ def supporters_export(
     content = write_table(
         headers=[COLUMNS[name] for name in columns], rows=rows, file_format=file_format
     )
-    _audit_export(
+    export_audit(
         actor=actor,
         source=source,
         what=what,
@@ -332,7 +333,7 @@ def partner_sync_export(
         )
         partner.last_synced_at = now
         partner.save(update_fields=["last_synced_at"])
-        _audit_export(
+        export_audit(
             actor=actor,
             source=source,
             what="partner sync",

@@ -857,6 +857,11 @@ def import_plan(
         state = existing.get(key)
         if state is not None:
             row.supporter_id = state[0]
+        if state is not None and state[2] in SKIP_STATUS_REASONS:
+            row.outcome = SKIPPED
+            row.reason, words = SKIP_STATUS_REASONS[state[2]]
+            row.message = f"Row {row.number}: {words}; left unchanged."
+            continue
         if reason is not None:
             row.outcome, row.reason = SKIPPED, f"suppressed_{reason}"
             row.message = f"Row {row.number}: {SUPPRESSION_REASONS.get(reason, 'suppressed')}"
@@ -865,12 +870,6 @@ def import_plan(
         if state is None:
             row.outcome = NEW
             row.new_interest_ids = tuple(sorted(row.interest_ids))
-            continue
-        status = state[2]
-        if status in SKIP_STATUS_REASONS:
-            row.outcome = SKIPPED
-            row.reason, words = SKIP_STATUS_REASONS[status]
-            row.message = f"Row {row.number}: {words}; left unchanged."
             continue
         current = subscriptions.get(state[0], {})
         withdrawn = [
