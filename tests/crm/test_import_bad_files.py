@@ -58,14 +58,14 @@ def test_text_renamed_to_xlsx_is_refused(partner_list):
 
 
 def test_utf16_without_byte_order_mark_is_refused(partner_list):
-    with pytest.raises(ImportRejected, match="contains binary data.*UTF-16"):
+    with pytest.raises(ImportRejected, match=r"contains binary data.*UTF-16"):
         partner_list("Email\nalice@example.org\n".encode("utf-16-le"))
 
 
 def test_text_in_an_unrecognised_encoding_is_refused(partner_list):
     # 0x81 is unassigned in Windows-1252 and invalid as UTF-8.
     data = "Email,First name\nalice@example.org,Zoë\n".encode() + b"bob@example.org,\x81\x81\n"
-    with pytest.raises(ImportRejected, match="neither UTF-8 nor Windows-1252.*line 3"):
+    with pytest.raises(ImportRejected, match=r"neither UTF-8 nor Windows-1252.*line 3"):
         partner_list(data)
 
 
@@ -84,7 +84,7 @@ def test_file_over_the_size_limit_is_refused(partner_list, settings):
 
 def test_workbook_with_several_sheets_is_refused(partner_list):
     workbook = xlsx_bytes([["Email"], ["alice@example.org"]], [["Notes"], ["from the fair"]])
-    with pytest.raises(ImportRejected, match="2 sheets with data .*“Sheet1”, “Sheet2”"):
+    with pytest.raises(ImportRejected, match=r"2 sheets with data .*“Sheet1”, “Sheet2”"):
         partner_list(workbook, file_name="list.xlsx")
 
 

@@ -64,7 +64,7 @@ def test_confirm_is_refused_when_supporters_changed_since_the_preview(
     preview = partner_list(LIST, interests=[interest])
     supporter_unsubscribe(supporter=supporter, method="email_link")
     state = database_state()
-    with pytest.raises(ImportFailed, match="changed since the preview.*nothing was imported"):
+    with pytest.raises(ImportFailed, match=r"changed since the preview.*nothing was imported"):
         imports.import_confirm(batch_id=preview.batch.pk)
     assert database_state() == state
     batch = ImportBatch.objects.get(pk=preview.batch.pk)
