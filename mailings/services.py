@@ -342,17 +342,18 @@ def _find_delivery(event):
     return None
 
 
-def _suppression_status(event, esp_name):
-    """Return the UNDELIVERABLE entry `event` calls for, or None."""
-    kind = event.event_type
+def _effective_type(event, esp_name):
+    """Return the event type to record: a soft bounce counts as deferred, not bounced."""
+    raw_type = event.esp_event.get("Type") if isinstance(event.esp_event, dict) else None
+    if event.event_type == "bounced" and (esp_name, raw_type) in SOFT_BOUNCES:
+        return "deferred"
+    return event.event_type
+
+
+def _suppression_status(kind, reject_reason):
+    """Return the UNDELIVERABLE entry an event of `kind` calls for, or None."""
     if kind == "rejected":
-        kind = REJECTED_BECAUSE.get(event.reject_reason)
-    if kind == "bounced":
-        raw_type = (
-            (event.esp_event or {}).get("Type") if isinstance(event.esp_event, dict) else None
-        )
-        if (esp_name, raw_type) in SOFT_BOUNCES:
-            return None
+        kind = REJECTED_BECAUSE.get(reject_reason)
     return UNDELIVERABLE.get(kind)
 
 
@@ -369,6 +370,7 @@ def delivery_record_event(*, event, esp_name: str) -> bool:
         logger.info("Tracking event %s from %s matches no delivery", event.event_type, esp_name)
         return False
     timestamp = event.timestamp or timezone.now()
+    kind = _effective_type(event, esp_name)
     with transaction.atomic():
         try:
             with transaction.atomic():
@@ -377,7 +379,7 @@ def delivery_record_event(*, event, esp_name: str) -> bool:
                     mailing_id=delivery.mailing_id,
                     esp_name=esp_name[:32],
                     dedupe_key=_dedupe_key(event, delivery.pk, esp_name),
-                    event_type=event.event_type[:24],
+                    event_type=kind[:24],
                     timestamp=timestamp,
                     url=(event.click_url or "")[:2000],
                     reason=(event.reject_reason or event.description or "")[:255],
@@ -385,7 +387,7 @@ def delivery_record_event(*, event, esp_name: str) -> bool:
         except IntegrityError:
             return False  # seen before
         updates = {}
-        first, latest = EVENT_FIELDS.get(event.event_type, (None, None))
+        first, latest = EVENT_FIELDS.get(kind, (None, None))
         if first:
             updates[first] = Case(
                 When(**{f"{first}__isnull": True}, then=timestamp),
@@ -398,14 +400,15 @@ def delivery_record_event(*, event, esp_name: str) -> bool:
                 When(**{f"{latest}__lt": timestamp}, then=timestamp),
                 default=F(latest),
             )
-        if event.event_type not in ("queued", "rejected", "failed") and delivery.status in (
-            Delivery.Status.UNKNOWN,
+        if (
+            kind not in ("queued", "rejected", "failed")
+            and delivery.status == Delivery.Status.UNKNOWN
         ):
             # The ESP reports on it, so it had it: the worker died after all was well.
             updates.update(status=Delivery.Status.SENT, error="")
         if updates:
             Delivery.objects.filter(pk=delivery.pk).update(**updates)
-        entry = _suppression_status(event, esp_name)
+        entry = _suppression_status(kind, event.reject_reason)
         supporter = delivery.supporter
         if entry and supporter.status != Supporter.Status.ERASED:
             status, method = entry
