@@ -6,6 +6,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
+from django.db import models
 from django.db.models import Exists, OuterRef, Prefetch
 from django.db.models.functions import Lower
 from django.http import HttpResponse
@@ -597,6 +598,8 @@ class CampaignInterestAdmin(admin.ModelAdmin):
 
 @admin.register(PartnerOrganisation)
 class PartnerOrganisationAdmin(PartnerSyncMixin, admin.ModelAdmin):
+    # Websites typed without a scheme are https (Django 6's default, chosen now).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     list_display = ("name", "slug", "lawful_basis", "agreement_date", "is_active", "last_synced_at")
     list_filter = ("is_active", "lawful_basis")
     prepopulated_fields = {"slug": ("name",)}

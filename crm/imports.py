@@ -959,12 +959,13 @@ def import_preview(
     interests=(),
     options: ImportOptions | None = None,
     actor=None,
+    keep: bool = True,
 ) -> ImportPreview:
     """Plan the import of `data` and keep it as a batch waiting for confirmation.
 
     Raise ImportRejected when the whole file is unusable. When rows have
-    errors (and the options do not skip them), return the plan without a
-    batch: nothing is stored and the file cannot be confirmed.
+    errors (and the options do not skip them), or `keep` is false, return
+    the plan without a batch: nothing is stored.
     """
     options = options or ImportOptions()
     interests = list(interests)
@@ -982,7 +983,7 @@ def import_preview(
         .first()
     )
     batch = None
-    if not plan.has_errors or options.skip_invalid:
+    if keep and (not plan.has_errors or options.skip_invalid):
         with transaction.atomic():
             batch = ImportBatch.objects.create(
                 partner=partner,

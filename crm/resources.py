@@ -40,11 +40,15 @@ class ImportReport(Result):
     def __init__(self, *, preview=None, batch=None):
         super().__init__()
         self.preview = preview
-        self.batch = batch
-        if preview is not None:
-            self.batch = preview.batch
+        self.batch = batch or (preview.batch if preview is not None else None)
+        if batch is not None:
+            counts = batch.counts
+        elif preview is not None:
             counts = preview.plan.counts
-            self.total_rows = counts["rows"]
+        else:
+            counts = {}
+        self.total_rows = counts.get("rows", 0)
+        if preview is not None:
             self.diff_headers = ["Row", "Email", "Outcome", "What happens"]
             for row in preview.plan.rows:
                 if row.outcome == imports.ERROR and len(self.invalid_rows) < PREVIEW_ROWS:
@@ -61,11 +65,6 @@ class ImportReport(Result):
                     result.object_id = row.supporter_id
                     result.diff = [row.number, row.email, row.outcome, preview.plan.describe(row)]
                     self.rows.append(result)
-        elif batch is not None:
-            counts = batch.counts
-            self.total_rows = counts.get("rows", 0)
-        else:
-            counts = {}
         self.counts = counts
         self.totals[RowResult.IMPORT_TYPE_NEW] = counts.get(imports.NEW, 0)
         self.totals[RowResult.IMPORT_TYPE_UPDATE] = counts.get(imports.UPDATED, 0)
@@ -118,8 +117,9 @@ class SupporterResource(resources.ModelResource):
         """Plan (dry run) or apply a partner list in bulk; return an ImportReport.
 
         Keyword arguments: `file_data` and `file_name` (the uploaded bytes;
-        without them `dataset` is imported as CSV), `user`, and for the
-        confirm step `batch`, the ImportBatch a dry run returned. Whole-file
+        without them `dataset` is imported as CSV), `user`, `keep_preview`
+        (False: a dry run stores no batch), and for the confirm step `batch`,
+        the ImportBatch a dry run returned. Whole-file
         problems raise imports.ImportRejected; a failed confirm raises
         imports.ImportFailed.
         """
@@ -138,11 +138,14 @@ class SupporterResource(resources.ModelResource):
                 interests=self.interests,
                 options=self.options,
                 actor=user if user and user.is_authenticated else None,
+                keep=kwargs.get("keep_preview", True) or not dry_run,
             )
             if dry_run or preview.batch is None:
                 return ImportReport(preview=preview)
-            batch = preview.batch
-        elif dry_run:
+            actor = user if user and user.is_authenticated else None
+            batch = imports.import_confirm(batch_id=preview.batch.pk, actor=actor)
+            return ImportReport(preview=preview, batch=batch)
+        if dry_run:
             return ImportReport(preview=imports.import_replan(batch=batch))
         actor = user if user and user.is_authenticated else None
         return ImportReport(batch=imports.import_confirm(batch_id=batch.pk, actor=actor))

@@ -63,7 +63,11 @@ class Command(BaseCommand):
                 ),
             )
             report = resource.import_data(
-                None, dry_run=dry_run, file_data=file.read_bytes(), file_name=file.name
+                None,
+                dry_run=dry_run,
+                file_data=file.read_bytes(),
+                file_name=file.name,
+                keep_preview=False,
             )
         except (imports.ImportRejected, imports.ImportFailed, imports.ImportRefused) as error:
             raise CommandError(error.messages[0]) from None
@@ -82,13 +86,13 @@ class Command(BaseCommand):
                 self.stdout.write(f"  {message}")
             if limit and len(issues) > limit:
                 self.stdout.write(f"  … and {len(issues) - limit:,} more (use -v 2 to see all).")
-            if report.batch is None:
+            if counts.get(imports.ERROR) and not options["skip_invalid"]:
                 raise CommandError(
-                    f"{counts.get(imports.ERROR, 0):,} rows have errors, so nothing was imported. "
+                    f"{counts[imports.ERROR]:,} rows have errors, so nothing was imported. "
                     "Fix them and run again, or use --skip-invalid."
                 )
             if dry_run:
-                self.stdout.write(f"Dry run: nothing changed (preview #{report.batch.pk}).")
+                self.stdout.write("Dry run: nothing was changed.")
                 return
         batch = report.batch
         self.stdout.write(
