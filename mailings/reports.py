@@ -1,0 +1,169 @@
+"""Read-only figures for a mailing: live progress while sending, and the report after."""
+
+import datetime
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.db.models import Count, Q
+from django.db.models.functions import TruncDay, TruncHour
+from django.utils import timezone
+
+from crm.models import ConsentRecord
+from mailings.models import Delivery, DeliveryEvent, Mailing
+
+RATE_WINDOW_SECONDS = 30
+
+
+def progress(mailing: Mailing, now=None) -> dict:
+    """Return sent / failed / remaining counts, the recent rate and an ETA, as JSON-ready data."""
+    now = now or timezone.now()
+    counts = dict(
+        Delivery.objects.filter(mailing=mailing)
+        .order_by()
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    get = counts.get
+    remaining = get(Delivery.Status.QUEUED, 0) + get(Delivery.Status.SENDING, 0)
+    since = now - datetime.timedelta(seconds=RATE_WINDOW_SECONDS)
+    recent = Delivery.objects.filter(
+        mailing=mailing, status=Delivery.Status.SENT, sent_at__gte=since
+    ).count()
+    window = RATE_WINDOW_SECONDS
+    if mailing.started_at and mailing.started_at > since:
+        window = max(1.0, (now - mailing.started_at).total_seconds())
+    rate = recent / window
+    eta = round(remaining / rate) if rate and remaining else None
+    total = mailing.recipient_count
+    return {
+        "status": mailing.status,
+        "status_label": mailing.get_status_display(),
+        "recipients": total,
+        "sent": get(Delivery.Status.SENT, 0),
+        "failed": get(Delivery.Status.FAILED, 0),
+        "skipped": get(Delivery.Status.SKIPPED, 0) + get(Delivery.Status.CANCELLED, 0),
+        "unknown": get(Delivery.Status.UNKNOWN, 0),
+        "remaining": remaining,
+        "retrying": Delivery.objects.filter(
+            mailing=mailing, status=Delivery.Status.QUEUED, retry_at__gt=now
+        ).count()
+        if remaining
+        else 0,
+        "rate_per_second": round(rate, 1),
+        "eta_seconds": eta,
+        "done_percent": round(100 * (1 - remaining / total), 1) if total else 0,
+        "last_error": mailing.last_error,
+    }
+
+
+def _unsubscribe_like(url):
+    path = urlsplit(url).path
+    return url.startswith(settings.SITE_URL) and (
+        path.startswith("/unsubscribe/") or path.startswith("/preferences/")
+    )
+
+
+def report(mailing: Mailing) -> dict:
+    """Return the figures of the mailing's report page."""
+    deliveries = Delivery.objects.filter(mailing=mailing)
+    figures = deliveries.aggregate(
+        recipients=Count("id"),
+        sent=Count("id", filter=Q(status=Delivery.Status.SENT)),
+        failed=Count("id", filter=Q(status=Delivery.Status.FAILED)),
+        unknown=Count("id", filter=Q(status=Delivery.Status.UNKNOWN)),
+        skipped=Count("id", filter=Q(status__in=[Delivery.Status.SKIPPED, "cancelled"])),
+        delivered=Count("id", filter=Q(delivered_at__isnull=False)),
+        deferred=Count("id", filter=Q(deferred_at__isnull=False, delivered_at__isnull=True)),
+        bounced=Count("id", filter=Q(bounced_at__isnull=False)),
+        complained=Count("id", filter=Q(complained_at__isnull=False)),
+        opened=Count("id", filter=Q(opened_at__isnull=False)),
+        clicked=Count("id", filter=Q(clicked_at__isnull=False)),
+    )
+    figures["unsubscribed"] = (
+        ConsentRecord.objects.filter(mailing=mailing, action=ConsentRecord.Action.WITHDRAWN)
+        .values("supporter")
+        .distinct()
+        .count()
+    )
+    base = figures["sent"] or 1
+    for key in ("delivered", "bounced", "complained", "opened", "clicked", "unsubscribed"):
+        figures[f"{key}_percent"] = round(100 * figures[key] / base, 1)
+
+    links = []
+    personal = 0
+    for row in (
+        DeliveryEvent.objects.filter(mailing=mailing, event_type="clicked")
+        .exclude(url="")
+        .values("url")
+        .annotate(people=Count("delivery", distinct=True), clicks=Count("id"))
+        .order_by("-people", "url")[:200]
+    ):
+        if _unsubscribe_like(row["url"]):
+            personal += row["people"]
+        elif len(links) < 10:
+            links.append(row)
+    return {
+        "figures": figures,
+        "top_links": links,
+        "unsubscribe_link_clicks": personal,
+        "chart": chart(mailing),
+    }
+
+
+def chart(mailing: Mailing, width=640, height=180) -> dict:
+    """Return first opens and first clicks over time as bars for an inline SVG."""
+    start = mailing.started_at
+    if start is None:
+        return {"bars": [], "width": width, "height": height}
+    end = timezone.now()
+    span = end - start
+    trunc, step, label = (
+        (TruncHour, datetime.timedelta(hours=1), "%d %b %H:00")
+        if span <= datetime.timedelta(days=3)
+        else (TruncDay, datetime.timedelta(days=1), "%d %b")
+    )
+    tz = timezone.get_current_timezone()
+    series = {}
+    for field, key in (("opened_at", "opens"), ("clicked_at", "clicks")):
+        rows = (
+            Delivery.objects.filter(mailing=mailing, **{f"{field}__isnull": False})
+            .annotate(bucket=trunc(field, tzinfo=tz))
+            .order_by()
+            .values("bucket")
+            .annotate(n=Count("id"))
+        )
+        for row in rows:
+            series.setdefault(row["bucket"], {"opens": 0, "clicks": 0})[key] = row["n"]
+    if not series:
+        return {"bars": [], "width": width, "height": height}
+    first, last = min(series), max(series)
+    buckets = []
+    moment = first
+    while moment <= last and len(buckets) < 120:
+        buckets.append(moment)
+        moment += step
+    peak = max(max(v["opens"], v["clicks"]) for v in series.values()) or 1
+    slot = width / len(buckets)
+    bar = max(1.0, slot / 2 - 1)
+    bars = []
+    for index, moment in enumerate(buckets):
+        values = series.get(moment, {"opens": 0, "clicks": 0})
+        x = index * slot
+        opens_h = (height - 20) * values["opens"] / peak
+        clicks_h = (height - 20) * values["clicks"] / peak
+        bars.append(
+            {
+                "label": timezone.localtime(moment).strftime(label),
+                "opens": values["opens"],
+                "clicks": values["clicks"],
+                "x_opens": round(x, 1),
+                "x_clicks": round(x + bar + 1, 1),
+                "y_opens": round(height - opens_h, 1),
+                "y_clicks": round(height - clicks_h, 1),
+                "h_opens": round(opens_h, 1),
+                "h_clicks": round(clicks_h, 1),
+                "w": round(bar, 1),
+            }
+        )
+    return {"bars": bars, "width": width, "height": height, "peak": peak}
