@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from crm import services as crm_services
@@ -59,11 +60,11 @@ def may_email(supporter: Supporter | None) -> bool:
     unsubscribed from newsletters too, but never to an address that bounced,
     complained, was erased or is suppressed.
     """
-    return (
-        supporter is not None
-        and supporter.status not in crm_services.UNMAILABLE_STATUSES
-        and not supporter.is_suppressed()
-    )
+    if supporter is None or supporter.status in crm_services.UNMAILABLE_STATUSES:
+        return False
+    # Supporters read through a link token carry the answer already.
+    suppressed = getattr(supporter, "suppressed", None)
+    return not (supporter.is_suppressed() if suppressed is None else suppressed)
 
 
 def address_refused(email: str) -> bool:
@@ -311,25 +312,44 @@ def preferences_resubscribe(*, supporter: Supporter, interest_ids) -> list:
 # One-click unsubscribe ------------------------------------------------------------
 
 
-def one_click_unsubscribe(*, supporter: Supporter, mailing) -> list:
-    """Unsubscribe the supporter from the interests `mailing` was sent for.
+def mailing_interests(*, supporter: Supporter, mailing_id) -> list:
+    """Return the interests mailing `mailing_id` was sent for, in one query.
+
+    Each carries `subscribed`: whether `supporter` is subscribed to it now.
+    """
+    if mailing_id is None:
+        return []
+    return list(
+        CampaignInterest.objects.filter(mailings=mailing_id).annotate(
+            subscribed=Exists(
+                Subscription.objects.filter(
+                    supporter=supporter,
+                    interest=OuterRef("pk"),
+                    status=Subscription.Status.SUBSCRIBED,
+                )
+            )
+        )
+    )
+
+
+def one_click_unsubscribe(*, supporter: Supporter, mailing_id, interests) -> None:
+    """Unsubscribe the supporter from `interests`, those mailing `mailing_id` was sent for.
 
     RFC 8058: no further interaction. Each interest left writes a ConsentRecord
     (method "one-click") naming the mailing, which the mailing's report counts.
     A mailing sent for no interest (or no mailing) means all email. Idempotent:
-    a repeat writes nothing. Return the interests (empty for all email).
+    a repeat writes nothing (and, as providers retry, costs one query).
     """
-    interests = list(mailing.interests.all()) if mailing is not None else []
+    from mailings.models import Mailing
+
+    pending = [interest for interest in interests if interest.subscribed]
+    if interests and not pending:
+        return
+    # A token can outlive its mailing only if nobody ever unsubscribed from it
+    # (consent records protect it); then the change is recorded without it.
+    mailing = Mailing.objects.filter(pk=mailing_id).first() if mailing_id else None
     with transaction.atomic():
-        if not interests:
-            crm_services.supporter_unsubscribe(
-                supporter=supporter,
-                interest=None,
-                method=ConsentRecord.Method.ONE_CLICK,
-                mailing=mailing,
-                actor_label=ONE_CLICK_LABEL,
-            )
-        for interest in interests:
+        for interest in pending or [None]:
             crm_services.supporter_unsubscribe(
                 supporter=supporter,
                 interest=interest,
@@ -337,4 +357,3 @@ def one_click_unsubscribe(*, supporter: Supporter, mailing) -> list:
                 mailing=mailing,
                 actor_label=ONE_CLICK_LABEL,
             )
-    return interests

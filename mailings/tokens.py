@@ -66,11 +66,22 @@ def _fresh(payload, max_age):
 
 
 def _supporter(payload):
-    from crm.models import Supporter
+    from django.db.models import Exists, OuterRef
+
+    from crm.models import Supporter, Suppression
 
     if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
         return None
-    supporter = Supporter.objects.filter(pk=payload["s"]).first()
+    # The pages behind these links ask "may we email them?" next: answer it in
+    # the same query (see mailings.selfservice.may_email).
+    supporter = (
+        Supporter.objects.annotate(
+            suppressed=Exists(Suppression.objects.filter(email_hash=OuterRef("email_hash")))
+        )
+        .filter(pk=payload["s"])
+        .order_by()
+        .first()
+    )
     if supporter is None or supporter.link_version != payload.get("v"):
         return None
     if supporter.status == Supporter.Status.ERASED:

@@ -12,6 +12,7 @@ import json
 
 from django.conf import settings
 from django.db import connection
+from django.db.models import Exists, OuterRef
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -20,6 +21,7 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from crm.models import Subscription
 from crm.services import ConsentRefused, supporter_export_data
 from mailings import notices, ratelimit, selfservice, tokens
 from mailings.forms import LinkRequestForm, PreferencesForm, SignupForm
@@ -66,7 +68,15 @@ def _rate_limited(request):
 
 
 def _preferences_context(supporter, token, form=None, **extra):
-    subscribed = selfservice.subscribed_interests(supporter)
+    interests = list(
+        selfservice.public_interests().annotate(
+            subscribed=Exists(
+                Subscription.objects.filter(
+                    supporter=supporter, interest=OuterRef("pk"), status="subscribed"
+                )
+            )
+        )
+    )
     if form is None:
         form = PreferencesForm(
             initial={
@@ -75,25 +85,18 @@ def _preferences_context(supporter, token, form=None, **extra):
                 "postcode": supporter.postcode,
             }
         )
-    chosen = (
-        {str(value) for value in form.data.getlist("interests")}
-        if form.is_bound
-        else {
-            interest.slug
-            for interest in form.fields["interests"].queryset
-            if interest.pk in subscribed
-        }
-    )
-    text, _version = selfservice.wording("preferences")
+    if form.is_bound:
+        chosen = set(form.data.getlist("interests"))
+    else:
+        chosen = {interest.slug for interest in interests if interest.subscribed}
     return {
         "supporter": supporter,
         "token": token,
         "form": form,
-        "interests": list(form.fields["interests"].queryset),
+        "interests": interests,
         "chosen": chosen,
-        "wording": text,
+        "wording": selfservice.wording("preferences")[0],
         "unsubscribed_all": supporter.status == supporter.Status.UNSUBSCRIBED,
-        "can_subscribe": selfservice.may_email(supporter),
         **extra,
     }
 
@@ -138,7 +141,10 @@ def signup(request):
             return _page(
                 request,
                 "signup_sent.html",
-                {"email": data["email"]},
+                {
+                    "email": data["email"],
+                    "max_age_days": settings.RALLY_SIGNUP_CONFIRM_MAX_AGE // 86400,
+                },
                 frame_ancestors=frame_ancestors,
             )
     return _page(request, "signup.html", context, frame_ancestors=frame_ancestors)
@@ -308,19 +314,17 @@ def unsubscribe(request, token):
     supporter, mailing_id = tokens.read_unsubscribe_token(token)
     if supporter is None:
         return _link_invalid(request)
-    mailing = (
-        Mailing.objects.filter(pk=mailing_id).prefetch_related("interests").first()
-        if mailing_id is not None
-        else None
-    )
-    interests = list(mailing.interests.all()) if mailing is not None else []
+    interests = selfservice.mailing_interests(supporter=supporter, mailing_id=mailing_id)
     preferences_path = reverse("preferences", args=[tokens.make_preferences_token(supporter)])
     if request.method == "POST":
         if request.POST.get("scope") == "all":
+            mailing = Mailing.objects.filter(pk=mailing_id).first() if mailing_id else None
             selfservice.preferences_unsubscribe_all(supporter=supporter, mailing=mailing)
             interests = []
         else:
-            interests = selfservice.one_click_unsubscribe(supporter=supporter, mailing=mailing)
+            selfservice.one_click_unsubscribe(
+                supporter=supporter, mailing_id=mailing_id, interests=interests
+            )
         return _page(
             request,
             "unsubscribed.html",

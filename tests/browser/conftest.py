@@ -59,7 +59,7 @@ def browser_page(chromium, live_server, settings):
 def phone_page(chromium, live_server, settings):
     settings.SITE_URL = live_server.url
     context = chromium.new_context(
-        viewport={"width": 360, "height": 740}, device_scale_factor=2, is_mobile=True
+        viewport={"width": 320, "height": 640}, device_scale_factor=2, is_mobile=True
     )
     context.set_default_timeout(10_000)
     yield BrowserPage(context.new_page(), live_server.url)

@@ -1,0 +1,317 @@
+"""
+Load the supporter pages under gunicorn on PostgreSQL, on loopback.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/rally_self \
+        .venv/bin/python bench/preferences_bench.py [--supporters 20000] [--seconds 20]
+        [--port 18710] [--workers 3] [--threads 4] [--connections 32] [--clients 1]
+
+Seeds supporters (plain SQL; later runs reuse them), starts gunicorn with
+DEBUG off, then drives two phases with an asyncio HTTP/1.1 load generator
+using keep-alive connections:
+
+1. GET /preferences/<token>/ for random supporters (the preference centre);
+2. POST /unsubscribe/<token>/ with body List-Unsubscribe=One-Click (RFC 8058)
+   for random supporters and a newsletter sent for two interests; each first
+   POST really unsubscribes (two Subscription updates, ConsentRecords, audit
+   events), repeats are the idempotent no-op.
+
+Prints, per phase: requests, requests/s, non-200 answers and errors, and
+p50/p90/p99 latency. Target: 500 requests/s or more per phase, no errors.
+The load generator shares the machine with gunicorn, so its CPU counts
+against the figure; the machine's load before the run is printed too.
+"""
+
+import argparse
+import asyncio
+import multiprocessing
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rally_self")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+SERVER_ENV = {
+    "DEBUG": "0",
+    "SECRET_KEY": "preferences-bench-secret-key-not-for-production-0123456789",
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "SECURE_SSL_REDIRECT": "0",
+    "SESSION_COOKIE_SECURE": "0",
+    "CSRF_COOKIE_SECURE": "0",
+    "CONN_MAX_AGE": "600",
+    "LOG_LEVEL": "WARNING",
+}
+
+SEED_SQL = """
+INSERT INTO crm_supporter (
+    email, email_hash, first_name, last_name, postcode, country, phone, organisation,
+    source, partner_id, status, notes, link_version, created_at, updated_at
+)
+SELECT
+    'prefbench' || n || '@example.org', md5('prefbench' || n) || md5('p' || n),
+    'Reader', 'Number ' || n, 'SW1A 1AA', 'GB', '', '', 'signup_form', NULL, 'active', '',
+    1, now(), now()
+FROM generate_series(1, %s) AS n
+"""
+
+SUBSCRIBE_SQL = """
+INSERT INTO crm_subscription (supporter_id, interest_id, status, subscribed_at, updated_at)
+SELECT s.id, i.id, 'subscribed', now(), now()
+FROM crm_supporter s CROSS JOIN crm_campaigninterest i
+WHERE s.email LIKE 'prefbench%%' AND i.slug IN ('bench-r2p', 'bench-un', 'bench-events')
+ON CONFLICT DO NOTHING
+"""
+
+
+def prepare(count):
+    """Migrate, seed `count` supporters once, reset them, return (GET paths, POST paths)."""
+    for key, value in SERVER_ENV.items():
+        os.environ.setdefault(key, value)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+
+    from crm.models import CampaignInterest, ConsentRecord, Supporter
+    from mailings import tokens
+    from mailings.models import Mailing
+
+    call_command("migrate", verbosity=0)
+    call_command("collectstatic", interactive=False, verbosity=0)
+    interests = [
+        CampaignInterest.objects.get_or_create(
+            slug=slug, defaults={"name": name, "description": f"About {name}.", "position": n}
+        )[0]
+        for n, (slug, name) in enumerate(
+            [
+                ("bench-r2p", "Responsibility to Protect"),
+                ("bench-un", "UK at the UN Security Council"),
+                ("bench-events", "Events and actions"),
+            ]
+        )
+    ]
+    existing = Supporter.objects.filter(email__startswith="prefbench").count()
+    with connection.cursor() as cursor:
+        if existing < count:
+            cursor.execute(
+                "DELETE FROM crm_subscription WHERE supporter_id IN "
+                "(SELECT id FROM crm_supporter WHERE email LIKE 'prefbench%%')"
+            )
+            ConsentRecord.objects.filter(supporter__email__startswith="prefbench")._erase()
+            cursor.execute(
+                "DELETE FROM crm_auditevent WHERE supporter_id IN "
+                "(SELECT id FROM crm_supporter WHERE email LIKE 'prefbench%%')"
+            )
+            cursor.execute("DELETE FROM crm_supporter WHERE email LIKE 'prefbench%%'")
+            cursor.execute(SEED_SQL, [count])
+        # Every run starts with everyone subscribed, so each first POST writes.
+        cursor.execute(
+            "UPDATE crm_subscription SET status = 'subscribed' WHERE supporter_id IN "
+            "(SELECT id FROM crm_supporter WHERE email LIKE 'prefbench%%')"
+        )
+        cursor.execute(SUBSCRIBE_SQL)
+        cursor.execute("ANALYZE")
+    mailing, _ = Mailing.objects.get_or_create(
+        name="Preferences bench newsletter", defaults={"subject": "Bench"}
+    )
+    mailing.interests.set(interests[:2])
+    supporters = list(Supporter.objects.filter(email__startswith="prefbench").order_by("pk"))
+    gets = [f"/preferences/{tokens.make_preferences_token(s)}/" for s in supporters]
+    posts = [f"/unsubscribe/{tokens.make_unsubscribe_token(s, mailing)}/" for s in supporters]
+    connection.close()
+    return gets, posts
+
+
+def start_server(port, workers, threads):
+    env = {**os.environ, **SERVER_ENV, "SITE_URL": f"http://127.0.0.1:{port}"}
+    command = [
+        str(ROOT / ".venv/bin/gunicorn"),
+        "project.wsgi",
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--worker-class",
+        "gthread",
+        "--threads",
+        str(threads),
+        "--keep-alive",
+        "30",
+        "--log-level",
+        "warning",
+    ]
+    server = subprocess.Popen(command, cwd=ROOT, env=env, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as answer:
+                if answer.status == 200:
+                    return server
+        except OSError:
+            time.sleep(0.2)
+    stop_server(server)
+    raise SystemExit("gunicorn did not answer /healthz within 30 s")
+
+
+def stop_server(server):
+    os.killpg(server.pid, signal.SIGTERM)
+    server.wait(timeout=30)
+
+
+# The load generator -------------------------------------------------------------
+
+
+async def _connection(port, method, paths, stop_at, stats, check):
+    body = b"List-Unsubscribe=One-Click"
+    reader = writer = None
+    while time.monotonic() < stop_at:
+        path = random.choice(paths)
+        if method == "POST":
+            request = (
+                f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                "Content-Type: application/x-www-form-urlencoded\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode() + body
+        else:
+            request = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        started = time.perf_counter()
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(request)
+            status_line = await reader.readline()
+            status = int(status_line.split()[1])
+            length, close = 0, False
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+                elif name.lower() == "connection" and value.strip().lower() == "close":
+                    close = True
+            content = await reader.readexactly(length)
+            stats["latency"].append(time.perf_counter() - started)
+            if status != 200 or check not in content:
+                stats["bad"] += 1
+            if close:
+                writer.close()
+                writer = None
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+            stats["errors"] += 1
+            if writer is not None:
+                writer.close()
+            writer = None
+    if writer is not None:
+        writer.close()
+
+
+def _generate(port, method, paths, seconds, connections, check, queue):
+    stats = {"latency": [], "bad": 0, "errors": 0}
+    stop_at = time.monotonic() + seconds
+
+    async def main():
+        await asyncio.gather(
+            *(_connection(port, method, paths, stop_at, stats, check) for _ in range(connections))
+        )
+
+    asyncio.run(main())
+    queue.put(stats)
+
+
+def run_phase(name, port, method, paths, seconds, connections, clients, check):
+    queue = multiprocessing.Queue()
+    per_client = max(1, connections // clients)
+    processes = [
+        multiprocessing.Process(
+            target=_generate,
+            args=(port, method, paths, seconds, per_client, check, queue),
+        )
+        for _ in range(clients)
+    ]
+    started = time.perf_counter()
+    for process in processes:
+        process.start()
+    results = [queue.get() for _ in processes]
+    for process in processes:
+        process.join()
+    elapsed = time.perf_counter() - started
+    latency = sorted(x for r in results for x in r["latency"])
+    bad = sum(r["bad"] for r in results)
+    errors = sum(r["errors"] for r in results)
+    rate = len(latency) / elapsed
+
+    def pct(p):
+        return latency[min(len(latency) - 1, int(p * len(latency)))] * 1000 if latency else 0
+
+    print(
+        f"{name:<34} {len(latency):>7} requests  {rate:>7.0f} req/s  "
+        f"non-200 {bad}  errors {errors}  "
+        f"p50 {pct(0.50):.1f} ms  p90 {pct(0.90):.1f} ms  p99 {pct(0.99):.1f} ms"
+    )
+    return rate, bad + errors
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--supporters", type=int, default=20_000)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--port", type=int, default=18710)
+    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--clients", type=int, default=1, help="load generator processes")
+    args = parser.parse_args()
+
+    if not os.environ["DATABASE_URL"].startswith("postgres"):
+        raise SystemExit("Set DATABASE_URL to a PostgreSQL database: the target is for PostgreSQL.")
+    gets, posts = prepare(args.supporters)
+    print(
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the run; "
+        f"{args.supporters} supporters; gunicorn gthread {args.workers} workers x "
+        f"{args.threads} threads; {args.connections} keep-alive connections from "
+        f"{args.clients} generator process(es); {args.seconds:.0f} s per phase"
+    )
+    server = start_server(args.port, args.workers, args.threads)
+    try:
+        # Warm every worker's connection and template caches.
+        run_phase("warm-up", args.port, "GET", gets[:50], 2, 8, 1, b"")
+        results = [
+            run_phase(
+                "GET  preference centre",
+                args.port,
+                "GET",
+                gets,
+                args.seconds,
+                args.connections,
+                args.clients,
+                b"Your email choices",
+            ),
+            run_phase(
+                "POST one-click unsubscribe",
+                args.port,
+                "POST",
+                posts,
+                args.seconds,
+                args.connections,
+                args.clients,
+                b"unsubscribed",
+            ),
+        ]
+    finally:
+        stop_server(server)
+    print(f"load average after the run {os.getloadavg()[0]:.2f}")
+    ok = all(rate >= 500 and failures == 0 for rate, failures in results)
+    print("target (>= 500 req/s, no errors):", "met" if ok else "NOT met")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    multiprocessing.set_start_method("fork")
+    sys.exit(main())
