@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from crm import services as crm_services
@@ -312,22 +311,33 @@ def preferences_resubscribe(*, supporter: Supporter, interest_ids) -> list:
 # One-click unsubscribe ------------------------------------------------------------
 
 
-def mailing_interests(*, supporter: Supporter, mailing_id) -> list:
-    """Return the interests mailing `mailing_id` was sent for, in one query.
+def interests_with_choices(*, supporter: Supporter, mailing_id=None) -> list:
+    """Return the public interests (or those mailing `mailing_id` was sent for).
 
     Each carries `subscribed`: whether `supporter` is subscribed to it now.
+    One plain SQL query: these answer every preference-centre and one-click
+    request, where compiling the ORM's query cost more than running it.
     """
+    interest = CampaignInterest._meta.db_table
+    subscription = Subscription._meta.db_table
     if mailing_id is None:
-        return []
+        scope, params = "i.is_public", []
+    else:
+        from mailings.models import Mailing
+
+        through = Mailing.interests.through._meta
+        scope = (
+            f"i.id IN (SELECT {through.get_field('campaigninterest').column} "  # noqa: S608
+            f"FROM {through.db_table} WHERE {through.get_field('mailing').column} = %s)"
+        )
+        params = [mailing_id]
     return list(
-        CampaignInterest.objects.filter(mailings=mailing_id).annotate(
-            subscribed=Exists(
-                Subscription.objects.filter(
-                    supporter=supporter,
-                    interest=OuterRef("pk"),
-                    status=Subscription.Status.SUBSCRIBED,
-                )
-            )
+        CampaignInterest.objects.raw(
+            # Table and column names come from the models; values are parameters.
+            f"SELECT i.*, EXISTS (SELECT 1 FROM {subscription} sub WHERE sub.interest_id = i.id "  # noqa: S608
+            "AND sub.supporter_id = %s AND sub.status = %s) AS subscribed "
+            f"FROM {interest} i WHERE {scope} ORDER BY i.position, i.name",
+            [supporter.pk, Subscription.Status.SUBSCRIBED, *params],
         )
     )
 
@@ -345,9 +355,14 @@ def one_click_unsubscribe(*, supporter: Supporter, mailing_id, interests) -> Non
     pending = [interest for interest in interests if interest.subscribed]
     if interests and not pending:
         return
-    # A token can outlive its mailing only if nobody ever unsubscribed from it
-    # (consent records protect it); then the change is recorded without it.
-    mailing = Mailing.objects.filter(pk=mailing_id).first() if mailing_id else None
+    if interests:
+        # The interests were found through the mailing, so it exists: name it
+        # by id rather than spend a query loading it.
+        mailing = Mailing(pk=mailing_id)
+    else:
+        # A token can outlive its mailing only if nobody ever unsubscribed from
+        # it (consent records protect it); then the change is recorded without it.
+        mailing = Mailing.objects.only("pk").filter(pk=mailing_id).first() if mailing_id else None
     with transaction.atomic():
         for interest in pending or [None]:
             crm_services.supporter_unsubscribe(

@@ -12,7 +12,6 @@ import json
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Exists, OuterRef
 from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -21,7 +20,6 @@ from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from crm.models import Subscription
 from crm.services import ConsentRefused, supporter_export_data
 from mailings import notices, ratelimit, selfservice, tokens
 from mailings.forms import LinkRequestForm, PreferencesForm, SignupForm
@@ -68,15 +66,7 @@ def _rate_limited(request):
 
 
 def _preferences_context(supporter, token, form=None, **extra):
-    interests = list(
-        selfservice.public_interests().annotate(
-            subscribed=Exists(
-                Subscription.objects.filter(
-                    supporter=supporter, interest=OuterRef("pk"), status="subscribed"
-                )
-            )
-        )
-    )
+    interests = selfservice.interests_with_choices(supporter=supporter)
     if form is None:
         form = PreferencesForm(
             initial={
@@ -314,7 +304,11 @@ def unsubscribe(request, token):
     supporter, mailing_id = tokens.read_unsubscribe_token(token)
     if supporter is None:
         return _link_invalid(request)
-    interests = selfservice.mailing_interests(supporter=supporter, mailing_id=mailing_id)
+    interests = (
+        selfservice.interests_with_choices(supporter=supporter, mailing_id=mailing_id)
+        if mailing_id is not None
+        else []
+    )
     preferences_path = reverse("preferences", args=[tokens.make_preferences_token(supporter)])
     if request.method == "POST":
         if request.POST.get("scope") == "all":
