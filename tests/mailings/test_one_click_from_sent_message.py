@@ -57,7 +57,7 @@ def test_one_click_header_unsubscribes_with_a_bare_post(sent, newsletter, suppor
     assert supporter.subscriptions.get(interest=interest).status == "unsubscribed"
     record = ConsentRecord.objects.get(supporter=supporter, action="withdrawn")
     assert (record.method, record.mailing, record.interest) == ("one_click", newsletter, interest)
-    assert reports.report(newsletter)["unsubscribed"] == 1
+    assert reports.report(newsletter)["figures"]["unsubscribed"] == 1
 
 
 def test_visible_link_in_the_body_asks_before_unsubscribing(sent, newsletter, supporter, interest):
