@@ -164,6 +164,7 @@ class Supporter(models.Model):
         blank=True,
         related_name="supporters",
         help_text="The partner organisation this supporter first came from, if any.",
+        db_index=False,  # crm_supporter_partner (partner, status) serves lookups by partner
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.ACTIVE)
     import_batch = models.ForeignKey(
@@ -260,8 +261,17 @@ class Supporter(models.Model):
 
 def email_hash(email):
     """Return the keyed hash that identifies `email` on the suppression list."""
-    key = settings.RALLY_SUPPRESSION_KEY or f"rally.suppression:{settings.SECRET_KEY}"
-    return hmac.new(key.encode(), normalize_email(email).encode(), hashlib.sha256).hexdigest()
+    return email_hasher()(email)
+
+
+def email_hasher():
+    """Return a function like email_hash with the key read once, for hashing in bulk."""
+    key = (settings.RALLY_SUPPRESSION_KEY or f"rally.suppression:{settings.SECRET_KEY}").encode()
+
+    def hasher(email):
+        return hmac.digest(key, normalize_email(email).encode(), hashlib.sha256).hex()
+
+    return hasher
 
 
 class Subscription(models.Model):
@@ -275,9 +285,13 @@ class Subscription(models.Model):
         SUBSCRIBED = "subscribed", "Subscribed"
         UNSUBSCRIBED = "unsubscribed", "Unsubscribed"
 
-    supporter = models.ForeignKey(Supporter, on_delete=models.CASCADE, related_name="subscriptions")
+    # Both foreign keys are served by the composite unique constraint and index
+    # below; single-column indexes would only slow bulk inserts (imports).
+    supporter = models.ForeignKey(
+        Supporter, on_delete=models.CASCADE, related_name="subscriptions", db_index=False
+    )
     interest = models.ForeignKey(
-        CampaignInterest, on_delete=models.PROTECT, related_name="subscriptions"
+        CampaignInterest, on_delete=models.PROTECT, related_name="subscriptions", db_index=False
     )
     status = models.CharField(max_length=16, choices=Status.choices)
     subscribed_at = models.DateTimeField(null=True, blank=True)
@@ -328,7 +342,10 @@ class ConsentRecord(models.Model):
         ESP_UNSUBSCRIBE = "esp_unsubscribe", "Unsubscribe at the ESP (via webhook)"
 
     supporter = models.ForeignKey(
-        Supporter, on_delete=models.CASCADE, related_name="consent_records"
+        Supporter,
+        on_delete=models.CASCADE,
+        related_name="consent_records",
+        db_index=False,  # crm_consent_supporter (supporter, created_at) serves it
     )
     interest = models.ForeignKey(
         CampaignInterest,
