@@ -3,7 +3,7 @@ Load the supporter pages under gunicorn on PostgreSQL, on loopback.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/rally_self \
         .venv/bin/python bench/preferences_bench.py [--supporters 20000] [--seconds 20]
-        [--port 18710] [--workers 3] [--threads 4] [--connections 32] [--clients 1]
+        [--port 18710] [--workers 4] [--threads 4] [--connections 32] [--clients 1]
 
 Seeds supporters (plain SQL; later runs reuse them), starts gunicorn with
 DEBUG off, then drives two phases with an asyncio HTTP/1.1 load generator
@@ -207,7 +207,7 @@ def _children(pid):
 
 
 def server_cpu(server_pid, database):
-    """Return CPU seconds used so far by gunicorn's workers and the database's backends."""
+    """Return {pid: (CPU seconds so far, "app" or "db")} for gunicorn and PostgreSQL."""
     backends = subprocess.run(
         [
             "psql",
@@ -223,8 +223,9 @@ def server_cpu(server_pid, database):
         text=True,
         check=False,
     ).stdout.split()
-    pids = [server_pid, *_children(server_pid), *(int(pid) for pid in backends)]
-    return {pid: _cpu_seconds(pid) for pid in pids}
+    used = {pid: (_cpu_seconds(pid), "app") for pid in [server_pid, *_children(server_pid)]}
+    used.update({int(pid): (_cpu_seconds(int(pid)), "db") for pid in backends})
+    return used
 
 
 # The load generator -------------------------------------------------------------
@@ -308,7 +309,10 @@ def run_phase(name, port, method, paths, seconds, connections, clients, check, s
         process.join()
     elapsed = time.perf_counter() - started
     cpu_after = server_cpu(*server) if server else {}
-    cpu = sum(after - cpu_before.get(pid, 0.0) for pid, after in cpu_after.items())
+    spent = {"app": 0.0, "db": 0.0}
+    for pid, (after, kind) in cpu_after.items():
+        spent[kind] += after - cpu_before.get(pid, (0.0, kind))[0]
+    cpu = spent["app"] + spent["db"]
     latency = sorted(x for r in results for x in r["latency"])
     bad = sum(r["bad"] for r in results)
     errors = sum(r["errors"] for r in results)
@@ -322,8 +326,10 @@ def run_phase(name, port, method, paths, seconds, connections, clients, check, s
         f"non-200 {bad} errors {errors}  "
         f"p50 {pct(0.50):.0f} ms p90 {pct(0.90):.0f} ms p99 {pct(0.99):.0f} ms"
         + (
-            f"  server CPU {cpu / len(latency) * 1000:.2f} ms/request"
-            f" (= {len(latency) / cpu * 2:.0f} req/s on 2 idle cores)"
+            f"\n{'':<28} server CPU per request: {cpu / len(latency) * 1000:.2f} ms "
+            f"(app {spent['app'] / len(latency) * 1000:.2f} + PostgreSQL "
+            f"{spent['db'] / len(latency) * 1000:.2f}), i.e. {len(latency) / cpu * 2:.0f} req/s "
+            f"if two idle cores served only this"
             if server and latency and cpu
             else ""
         )
@@ -336,7 +342,7 @@ def main():
     parser.add_argument("--supporters", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--port", type=int, default=18710)
-    parser.add_argument("--workers", type=int, default=3)
+    parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--clients", type=int, default=1, help="load generator processes")
