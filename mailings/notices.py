@@ -34,7 +34,9 @@ def _send(name: str, to: str, context: dict) -> None:
         body=render_to_string(f"email/notices/{name}_body.txt", context),
         to=[to],
         from_email=settings.DEFAULT_FROM_EMAIL,
-        tags=["notice", name],
+        # One tag: Postmark and some other ESPs accept no more.
+        tags=["notice"],
+        metadata={"notice": name},
         # Links in these emails are personal and short-lived: keep the ESP from
         # rewriting them for click tracking.
         track_clicks=False,

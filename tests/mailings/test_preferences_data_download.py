@@ -30,7 +30,8 @@ def test_request_emails_a_link_instead_of_downloading(client, supporter):
     assert "We have emailed you a link" in response.content.decode()
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["alice@example.org"]
-    assert mail.outbox[0].anymail_test_params["tags"] == ["notice", "data_download"]
+    assert mail.outbox[0].anymail_test_params["tags"] == ["notice"]
+    assert mail.outbox[0].anymail_test_params["metadata"] == {"notice": "data_download"}
     assert "/my-data/" in mail.outbox[0].alternatives[0][0]
 
 
