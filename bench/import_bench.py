@@ -158,6 +158,11 @@ class StockSupporterResource(resources.ModelResource):
         import_id_fields = ("email",)
         skip_unchanged = True
 
+    def get_instance(self, instance_loader, row):
+        # Rally's one lookup helper (case-insensitive, on the unique index);
+        # the stock loader's email= lookup would scan the table for each row.
+        return Supporter.objects.with_email(row["email"]).first()
+
 
 class StockBulkSupporterResource(StockSupporterResource):
     class Meta(StockSupporterResource.Meta):
