@@ -1,12 +1,6 @@
-import os
-
 import pytest
 
 from tests.conftest import CHROMIUM
-
-# Playwright's sync API runs an event loop in the test's thread; the tests
-# still read the database between steps, which Django allows only when told.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 
 
 class BrowserPage:
@@ -33,9 +27,12 @@ class BrowserPage:
 
 
 @pytest.fixture
-def chromium():
+def chromium(monkeypatch):
     from playwright.sync_api import sync_playwright
 
+    # Playwright's sync API runs an event loop in the test's thread; the tests
+    # still read the database between steps, which Django allows only when told.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
