@@ -74,14 +74,6 @@ def address_refused(email: str) -> bool:
     return supporter is not None and not may_email(supporter)
 
 
-def _details(supporter):
-    return {
-        "first_name": supporter.first_name,
-        "last_name": supporter.last_name,
-        "postcode": supporter.postcode,
-    }
-
-
 def supporter_update_details(*, supporter: Supporter, reason: str, **details) -> list[str]:
     """Set the supporter's first_name, last_name and postcode; return the fields changed.
 
