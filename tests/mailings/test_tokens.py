@@ -2,6 +2,8 @@
 
 import datetime as dt
 
+import hypothesis
+import hypothesis.strategies as st
 import pytest
 import time_machine
 from django.core import signing
@@ -152,3 +154,13 @@ def test_link_request_token_seals_the_address():
     assert "whoever" not in token
     assert tokens.read_link_request_token(token) == "whoever@example.org"
     assert tokens.read_link_request_token(token[:-2]) is None
+
+
+@hypothesis.settings(max_examples=300, deadline=None)
+@hypothesis.given(junk=st.text(max_size=600) | st.binary(max_size=400).map(bytes.hex))
+def test_no_junk_token_raises_or_is_accepted(junk):
+    assert tokens.read_preferences_token(junk) is None
+    assert tokens.read_unsubscribe_token(junk) == (None, None)
+    assert tokens.read_data_download_token(junk) is None
+    assert tokens.read_signup_token(junk) is None
+    assert tokens.read_link_request_token(junk) is None
