@@ -1,4 +1,5 @@
 import pytest
+from django.db import connections
 
 from tests.conftest import CHROMIUM
 
@@ -40,6 +41,10 @@ def chromium(monkeypatch):
         )
         yield browser
         browser.close()
+        # Inside sync_playwright() code runs in another context, where Django
+        # opens a database connection of its own: close it here, or the test
+        # database cannot be dropped at the end.
+        connections.close_all()
 
 
 @pytest.fixture
