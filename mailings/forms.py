@@ -24,8 +24,14 @@ class DetailsMixin(forms.Form):
         return " ".join(self.cleaned_data["postcode"].upper().split())
 
 
+EMAIL_ERRORS = {
+    "required": "Enter your email address.",
+    "invalid": "Enter an email address like name@example.org.",
+}
+
+
 class SignupForm(DetailsMixin):
-    email = forms.EmailField(max_length=254)
+    email = forms.EmailField(max_length=254, error_messages=EMAIL_ERRORS)
     interests = InterestsField(
         error_messages={"required": "Choose at least one topic to hear about."}
     )
@@ -38,7 +44,7 @@ class SignupForm(DetailsMixin):
 
 
 class LinkRequestForm(forms.Form):
-    email = forms.EmailField(max_length=254)
+    email = forms.EmailField(max_length=254, error_messages=EMAIL_ERRORS)
 
 
 class PreferencesForm(DetailsMixin):

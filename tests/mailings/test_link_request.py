@@ -67,7 +67,7 @@ def test_same_answer_for_known_unknown_suppressed_and_erased(client, supporter, 
 
 def test_invalid_address_is_explained(client, mailoutbox):
     response = ask(client, "alice at example")
-    assert "Enter a valid email address." in response.content.decode()
+    assert "Enter an email address like name@example.org." in response.content.decode()
     assert mailoutbox == []
 
 

@@ -64,9 +64,15 @@ def test_invalid_input_gets_clear_messages_and_sends_nothing(client, interest, m
     response = client.post("/join/", {"email": "not-an-address", "first_name": "N"})
     html = response.content.decode()
     assert "There is a problem" in html
-    assert "Enter a valid email address." in html
+    assert "Enter an email address like name@example.org." in html
     assert "Choose at least one topic to hear about." in html
     assert 'value="N"' in html
+    assert mailoutbox == []
+
+
+def test_missing_address_is_asked_for(client, interest, mailoutbox):
+    response = client.post("/join/", {"interests": ["r2p"]})
+    assert '<a href="#id_email">Enter your email address.</a>' in response.content.decode()
     assert mailoutbox == []
 
 
