@@ -32,6 +32,7 @@ def test_deploy_check_leaves_only_the_tls_dependent_warning():
         DEBUG="0",
         SECRET_KEY="x" * 60 + "Yz-9",
         ALLOWED_HOSTS="rally.example.org",
+        ANYMAIL_WEBHOOK_SECRET="esp:" + "s" * 32,
     )
     assert result.returncode == 0, result.stderr
     warnings = {
