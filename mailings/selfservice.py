@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.utils import timezone
 
 from crm import services as crm_services
 from crm.models import (
@@ -111,7 +110,6 @@ def signup_pending(*, email, first_name, last_name, postcode, interests, ip_addr
         "w": text,
         "wv": version,
         "ip": ip_address if settings.RALLY_RECORD_IP else None,
-        "at": timezone.now().isoformat(),
     }
 
 
