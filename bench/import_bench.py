@@ -124,8 +124,33 @@ def partner_file(rows, existing, interests):
     return buffer.getvalue().encode()
 
 
+def server_cpu():
+    """Return the CPU seconds this connection's PostgreSQL backend has used (local server)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wal_position():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_current_wal_lsn()")
+        return cursor.fetchone()[0]
+
+
+def wal_mb_since(start):
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)", [start])
+        return float(cursor.fetchone()[0]) / 1e6
+
+
 def run_ours(data, partner, label):
     resource_ = SupporterResource(partner=partner)
+    client, server, wal = time.process_time(), server_cpu(), wal_position()
     started = time.perf_counter()
     report = resource_.import_data(None, dry_run=True, file_data=data, file_name="bench.csv")
     dry = time.perf_counter() - started
@@ -133,11 +158,16 @@ def run_ours(data, partner, label):
     started = time.perf_counter()
     confirmed = SupporterResource().import_data(None, dry_run=False, batch=report.batch)
     confirm = time.perf_counter() - started
+    client, server = time.process_time() - client, server_cpu() - server
     rows = report.counts["rows"]
     counts = confirmed.counts
     print(
         f"{label:<34} dry run {dry:6.2f} s + confirm {confirm:6.2f} s = "
         f"{rows / (dry + confirm):9,.0f} rows/s   peak {peak_mb():6.0f} MB"
+    )
+    print(
+        f"    CPU: Python {client:.2f} s, PostgreSQL backend {server:.2f} s; "
+        f"WAL written {wal_mb_since(wal):.0f} MB"
     )
     print(
         "    "

@@ -186,6 +186,9 @@ class Supporter(models.Model):
     history = HistoricalRecords(
         excluded_fields=["email_hash", "updated_at", "link_version"],
         cascade_delete_history=True,
+        # History is read per supporter (by id) and by date; indexes on these
+        # would only slow every write, imports above all.
+        no_db_index=["created_at", "partner", "import_batch"],
     )
     objects = SupporterQuerySet.as_manager()
 
@@ -379,6 +382,7 @@ class ConsentRecord(models.Model):
         blank=True,
         related_name="consent_records",
         help_text="The mailing whose link or header the change came from.",
+        db_index=False,  # crm_consent_mailing, a partial index (most records have none)
     )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -387,6 +391,7 @@ class ConsentRecord(models.Model):
         blank=True,
         related_name="+",
         help_text="The staff member who made the change, if one did.",
+        db_index=False,  # crm_consent_actor, a partial index
     )
     actor_label = models.CharField(
         max_length=200, blank=True, help_text="What made the change when no staff member did."
@@ -401,6 +406,12 @@ class ConsentRecord(models.Model):
         indexes = [
             models.Index(fields=["supporter", "created_at"], name="crm_consent_supporter"),
             models.Index(fields=["action", "created_at"], name="crm_consent_action"),
+            models.Index(
+                fields=["mailing"], name="crm_consent_mailing", condition=Q(mailing__isnull=False)
+            ),
+            models.Index(
+                fields=["actor"], name="crm_consent_actor", condition=Q(actor__isnull=False)
+            ),
         ]
 
     def __str__(self):
