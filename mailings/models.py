@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 
@@ -131,27 +131,33 @@ class Mailing(models.Model):
         suppressed) and who are subscribed to a chosen interest, or, for
         people added by a segment, to at least one interest.
         """
-        from crm.models import Supporter
+        from crm.models import Subscription, Supporter
 
         interests = list(self.interests.all())
         included = list(self.include_segments.all())
         excluded = list(self.exclude_segments.all())
         wanted = []
         if interests:
-            wanted.append(Supporter.objects.interested_in(*interests))
+            # A correlated EXISTS: a semi-join for the whole audience, and an
+            # index probe per row when sending re-checks a batch of 500.
+            wanted.append(
+                Exists(
+                    Subscription.objects.filter(
+                        supporter=OuterRef("pk"),
+                        interest__in=interests,
+                        status=Subscription.Status.SUBSCRIBED,
+                    )
+                )
+            )
         for segment in included:
-            wanted.append(segment.supporters().subscribed_to_any())
+            members = segment.supporters().subscribed_to_any().order_by().values("pk")
+            wanted.append(Q(pk__in=members))
         if not wanted:
             return Supporter.objects.none()
-        audience = Supporter.objects.mailable()
-        if len(wanted) == 1:
-            # The usual case: one filter, which the database turns into a semi-join.
-            audience = audience.filter(pk__in=wanted[0].order_by().values("pk"))
-        else:
-            either = Q()
-            for queryset in wanted:
-                either |= Q(pk__in=queryset.order_by().values("pk"))
-            audience = audience.filter(either)
+        either = wanted[0]
+        for condition in wanted[1:]:
+            either |= condition
+        audience = Supporter.objects.mailable().filter(either)
         for segment in excluded:
             audience = audience.exclude(pk__in=segment.supporters().order_by().values("pk"))
         return audience.order_by()
@@ -229,6 +235,12 @@ class Delivery(models.Model):
         ]
         indexes = [
             models.Index(fields=["mailing", "status"], name="mailings_delivery_state"),
+            # The work queue: claims take the lowest ids of a mailing's queued rows.
+            models.Index(
+                fields=["mailing", "id"],
+                name="mailings_delivery_queue",
+                condition=Q(status="queued"),
+            ),
             models.Index(
                 fields=["esp_message_id"],
                 name="mailings_delivery_esp_id",

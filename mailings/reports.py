@@ -4,7 +4,7 @@ import datetime
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db.models import Count, Q
+from django.db.models import Count, Max, Min, Q
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
@@ -82,6 +82,8 @@ def report(mailing: Mailing) -> dict:
     )
     figures["unsubscribed"] = (
         ConsentRecord.objects.filter(mailing=mailing, action=ConsentRecord.Action.WITHDRAWN)
+        # Bounces and complaints withdraw consent too; they are counted on their own.
+        .exclude(method__in=[ConsentRecord.Method.BOUNCE, ConsentRecord.Method.COMPLAINT])
         .values("supporter")
         .distinct()
         .count()
@@ -116,8 +118,11 @@ def chart(mailing: Mailing, width=640, height=180) -> dict:
     start = mailing.started_at
     if start is None:
         return {"bars": [], "width": width, "height": height}
-    end = timezone.now()
-    span = end - start
+    spans = Delivery.objects.filter(mailing=mailing).aggregate(
+        first=Min("opened_at"), last=Max("opened_at"), last_click=Max("clicked_at")
+    )
+    last = max(filter(None, [spans["last"], spans["last_click"]]), default=start)
+    span = last - min(filter(None, [spans["first"], start]))
     trunc, step, label = (
         (TruncHour, datetime.timedelta(hours=1), "%d %b %H:00")
         if span <= datetime.timedelta(days=3)

@@ -108,6 +108,7 @@ def mailing_start(*, mailing_id: int) -> int:
     Return the number of recipients. Safe to repeat: a second call finds the
     audience resolved and only makes sure senders are running.
     """
+    sending.audience_tables_analyze()
     with transaction.atomic():
         mailing = Mailing.objects.select_for_update().filter(pk=mailing_id).first()
         if mailing is None or mailing.status != Mailing.Status.SENDING:
@@ -126,6 +127,7 @@ def mailing_start(*, mailing_id: int) -> int:
                 count,
                 mailing.audience_seconds,
             )
+            transaction.on_commit(sending.deliveries_analyze)
         sending.mailing_enqueue_senders(mailing=mailing)
     return mailing.recipient_count
 

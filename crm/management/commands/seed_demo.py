@@ -26,6 +26,9 @@ class Command(BaseCommand):
             return
         started = time.monotonic()
         counts = demo_seed(supporters=supporters)
+        from mailings.demo import demo_newsletters
+
+        counts.update(demo_newsletters())
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready in {time.monotonic() - started:.1f}s: "

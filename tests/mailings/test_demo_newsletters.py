@@ -1,0 +1,49 @@
+"""seed_demo adds newsletters a newcomer can preview, test-send and read a report of."""
+
+import pytest
+from django.core.management import call_command
+
+from mailings import emails, reports
+from mailings.models import Mailing
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def demo(db):
+    call_command("seed_demo", supporters=400, verbosity=0)
+
+
+def test_demo_has_drafts_a_scheduled_and_a_sent_newsletter(demo):
+    statuses = sorted(Mailing.objects.values_list("status", flat=True))
+
+    assert statuses == ["draft", "scheduled", "sent"]
+    subjects = " ".join(Mailing.objects.values_list("subject", flat=True))
+    assert "duty to prevent atrocities" in subjects
+    assert "write to your MP" in subjects
+    assert "Security Council" in subjects
+
+
+def test_demo_drafts_render_without_problems(demo):
+    for mailing in Mailing.objects.exclude(status="sent"):
+        assert emails.content_warnings(mailing) == []
+        assert mailing.audience().exists()
+        emails.PreparedMailing(mailing)  # merge fields all known
+
+
+def test_sent_demo_newsletter_has_a_report(demo):
+    mailing = Mailing.objects.get(status="sent")
+
+    figures = reports.report(mailing)["figures"]
+
+    assert figures["recipients"] == mailing.recipient_count > 0
+    assert figures["delivered"] > figures["opened"] > figures["clicked"] > 0
+    assert figures["bounced"] > 0
+    assert figures["unsubscribed"] > 0
+    assert reports.chart(mailing)["bars"]
+
+
+def test_seeding_again_adds_no_second_copy(demo):
+    call_command("seed_demo", supporters=10, verbosity=0)
+
+    assert Mailing.objects.count() == 3
