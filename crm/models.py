@@ -186,8 +186,8 @@ class Supporter(models.Model):
     history = HistoricalRecords(
         excluded_fields=["email_hash", "updated_at", "link_version"],
         cascade_delete_history=True,
-        # History is read per supporter (by id) and by date; indexes on these
-        # would only slow every write, imports above all.
+        # History is read per supporter (by id) and by change date, never by
+        # these fields; indexes on them would only slow every write.
         no_db_index=["created_at", "partner", "import_batch"],
     )
     objects = SupporterQuerySet.as_manager()
