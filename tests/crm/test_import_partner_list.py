@@ -306,3 +306,11 @@ def test_the_report_never_holds_email_addresses(partner_list, interest, opted_ou
 def test_unknown_format_is_refused(partner_list):
     with pytest.raises(ImportRejected, match="cannot import 'xml' files"):
         partner_list("<people/>", file_format="xml")
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "latin-1"])
+def test_a_chosen_encoding_is_used(partner_list, interest, encoding):
+    data = "email_address,First Name\nzoe@example.org,Zoë\n".encode(encoding)
+    preview = partner_list(data, interests=[interest], encoding=encoding, confirm=True)
+    assert preview.table.encoding == encoding
+    assert Supporter.objects.get().first_name == "Zoë"
