@@ -145,7 +145,7 @@ def prepare(count):
     return gets, posts
 
 
-def start_server(port, workers, threads):
+def start_server(port, workers, threads, worker_class="gthread"):
     env = {**os.environ, **SERVER_ENV, "SITE_URL": f"http://127.0.0.1:{port}"}
     command = [
         str(ROOT / ".venv/bin/gunicorn"),
@@ -155,7 +155,7 @@ def start_server(port, workers, threads):
         "--workers",
         str(workers),
         "--worker-class",
-        "gthread",
+        worker_class,
         "--threads",
         str(threads),
         "--keep-alive",
@@ -344,6 +344,7 @@ def main():
     parser.add_argument("--port", type=int, default=18710)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--clients", type=int, default=1, help="load generator processes")
     args = parser.parse_args()
@@ -353,11 +354,11 @@ def main():
     gets, posts = prepare(args.supporters)
     print(
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the run; "
-        f"{args.supporters} supporters; gunicorn gthread {args.workers} workers x "
+        f"{args.supporters} supporters; gunicorn {args.worker_class} {args.workers} workers x "
         f"{args.threads} threads; {args.connections} keep-alive connections from "
         f"{args.clients} generator process(es); {args.seconds:.0f} s per phase"
     )
-    server = start_server(args.port, args.workers, args.threads)
+    server = start_server(args.port, args.workers, args.threads, args.worker_class)
     try:
         # Warm every worker's connection and template caches.
         run_phase("warm-up", args.port, "GET", gets[:50], 2, 8, 1, b"")
