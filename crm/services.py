@@ -154,6 +154,7 @@ def supporter_unsubscribe(
     *,
     supporter: Supporter,
     interest: CampaignInterest | None = None,
+    interests=(),
     method: str,
     mailing=None,
     actor=None,
@@ -161,49 +162,63 @@ def supporter_unsubscribe(
     wording: str = "",
     ip_address: str | None = None,
 ) -> bool:
-    """Withdraw consent for `interest`, or for all email when `interest` is None.
+    """Withdraw consent for `interest` (and `interests`), or for all email if none is given.
 
+    One transaction and one consent record per topic left, however many topics.
     Idempotent: return False and write nothing if the supporter was already
-    unsubscribed.
+    unsubscribed from all of them.
     """
+    topics = {topic.pk: topic for topic in [interest, *interests] if topic is not None}
     with transaction.atomic():
         supporter = Supporter.objects.select_for_update().get(pk=supporter.pk)
         now = timezone.now()
         subscriptions = Subscription.objects.filter(
             supporter=supporter, status=Subscription.Status.SUBSCRIBED
         )
-        if interest is not None:
-            subscriptions = subscriptions.filter(interest=interest)
+        if topics:
+            subscriptions = subscriptions.filter(interest_id__in=topics)
+            left = [topics[pk] for pk in subscriptions.values_list("interest_id", flat=True)]
+        else:
+            left = [None]
         changed = bool(
             subscriptions.update(
                 status=Subscription.Status.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now
             )
         )
-        if interest is None and supporter.status == Supporter.Status.ACTIVE:
+        if not topics and supporter.status == Supporter.Status.ACTIVE:
             supporter.status = Supporter.Status.UNSUBSCRIBED
             supporter.save(update_fields=["status", "updated_at"])
             changed = True
         if changed:
-            _consent_record(
-                supporter=supporter,
-                interest=interest,
-                action=ConsentRecord.Action.WITHDRAWN,
-                method=method,
-                mailing=mailing,
-                actor=actor,
-                actor_label=actor_label,
-                wording=wording,
-                ip_address=ip_address,
-                created_at=now,
+            ConsentRecord.objects.bulk_create(
+                ConsentRecord(
+                    supporter=supporter,
+                    interest=topic,
+                    action=ConsentRecord.Action.WITHDRAWN,
+                    method=method,
+                    mailing=mailing,
+                    actor=actor,
+                    actor_label=actor_label,
+                    wording=wording,
+                    ip_address=ip_address,
+                    created_at=now,
+                )
+                for topic in left
             )
-            _audit(
-                AuditEvent.Kind.CONSENT_WITHDRAWN,
-                supporter=supporter,
-                actor=actor,
-                source=actor_label or method,
-                interest=interest.slug if interest else None,
-                method=method,
-                mailing=mailing.pk if mailing else None,
+            AuditEvent.objects.bulk_create(
+                AuditEvent(
+                    kind=AuditEvent.Kind.CONSENT_WITHDRAWN,
+                    supporter=supporter,
+                    actor=actor,
+                    source=actor_label or method,
+                    detail={
+                        "interest": topic.slug if topic else None,
+                        "method": method,
+                        "mailing": mailing.pk if mailing else None,
+                    },
+                    created_at=now,
+                )
+                for topic in left
             )
     return changed
 

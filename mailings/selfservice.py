@@ -353,12 +353,10 @@ def one_click_unsubscribe(*, supporter: Supporter, mailing_id, interests) -> Non
         # A token can outlive its mailing only if nobody ever unsubscribed from
         # it (consent records protect it); then the change is recorded without it.
         mailing = Mailing.objects.only("pk").filter(pk=mailing_id).first() if mailing_id else None
-    with transaction.atomic():
-        for interest in pending or [None]:
-            crm_services.supporter_unsubscribe(
-                supporter=supporter,
-                interest=interest,
-                method=ConsentRecord.Method.ONE_CLICK,
-                mailing=mailing,
-                actor_label=ONE_CLICK_LABEL,
-            )
+    crm_services.supporter_unsubscribe(
+        supporter=supporter,
+        interests=pending,
+        method=ConsentRecord.Method.ONE_CLICK,
+        mailing=mailing,
+        actor_label=ONE_CLICK_LABEL,
+    )
