@@ -255,7 +255,7 @@ class MailingAdmin(admin.ModelAdmin):
                         "send_at": mailing.scheduled_at and timezone.localtime(mailing.scheduled_at)
                     }
                 ),
-                progress=reports.progress(mailing) if mailing.recipient_count is not None else None,
+                progress=None if mailing.is_editable else reports.progress(mailing),
             )
         return super().change_view(request, object_id, form_url, extra_context)
 

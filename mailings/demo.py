@@ -21,67 +21,44 @@ from mailings.models import Delivery, DeliveryEvent, Mailing
 
 DUTY_TO_PREVENT = """\
 <h1>Dear {{ first_name|default:"friend" }},</h1>
-<p>Genocide and mass atrocities never come out of nowhere. They follow warning signs that can be
-seen months, sometimes years, ahead: hate speech against a minority, people stripped of their
-rights, armed groups recruiting, the rule of law breaking down. When the world says
-&ldquo;never again&rdquo; and it happens again, it is because those signs were missed, or seen
-and ignored.</p>
-<p>The United Kingdom has signed up, with every member of the United Nations, to the
-<strong>Responsibility to Protect</strong>: the promise that every state protects its people from
-genocide, war crimes, ethnic cleansing and crimes against humanity, and that other countries help
-when it cannot or will not.</p>
+<p>Genocide and mass atrocities never come out of nowhere. They follow warning signs that can be seen months, sometimes years, ahead: hate speech against a minority, people stripped of their rights, armed groups recruiting, the rule of law breaking down. When the world says &ldquo;never again&rdquo; and it happens again, it is because those signs were missed, or seen and ignored.</p>
+<p>The United Kingdom has signed up, with every member of the United Nations, to the <strong>Responsibility to Protect</strong>: the promise that every state protects its people from genocide, war crimes, ethnic cleansing and crimes against humanity, and that other countries help when it cannot or will not.</p>
 <h2>What prevention looks like</h2>
 <ul>
   <li>Early warning that reaches ministers while there is still time to act.</li>
   <li>Diplomats, aid and sanctions ready to use <em>before</em> violence starts.</li>
   <li>Justice for survivors, so that those who plan atrocities know they will answer for them.</li>
 </ul>
-<p>Preventing atrocities costs a fraction of what conflict, refugee crises and rebuilding cost, and
-it saves lives. It needs a government that treats prevention as a duty, not an afterthought.</p>
-<p class="button"><a href="https://example.org/briefings/uk-duty-to-prevent">Read our
-two-page briefing</a></p>
+<p>Preventing atrocities costs a fraction of what conflict, refugee crises and rebuilding cost, and it saves lives. It needs a government that treats prevention as a duty, not an afterthought.</p>
+<p class="button"><a href="https://example.org/briefings/uk-duty-to-prevent">Read our two-page briefing</a></p>
 <p>Thank you for standing with us,<br>The campaign team</p>
-"""
+"""  # noqa: E501 - one line per paragraph, as staff would write it
 
 WRITE_TO_YOUR_MP = """\
 <h1>{{ first_name|default:"Friend" }}, will you write to your MP?</h1>
-<p>The UK still has no cross-government strategy for preventing atrocities. Departments work on
-early warning, aid and diplomacy separately, and nobody is in charge of joining them up. A
-strategy would change that: one plan, one minister responsible, and a report to Parliament every
-year on what was done.</p>
-<p>MPs tell us that letters from their own constituents are what make them act. It takes five
-minutes:</p>
+<p>The UK still has no cross-government strategy for preventing atrocities. Departments work on early warning, aid and diplomacy separately, and nobody is in charge of joining them up. A strategy would change that: one plan, one minister responsible, and a report to Parliament every year on what was done.</p>
+<p>MPs tell us that letters from their own constituents are what make them act. It takes five minutes:</p>
 <ol>
   <li>Find your MP from your postcode ({{ postcode|default:"you will need it" }}).</li>
   <li>Use our suggested letter, and add a line about why this matters to you.</li>
   <li>Ask your MP to write to the Foreign Secretary and to raise the strategy in Parliament.</li>
 </ol>
-<p class="button"><a href="https://example.org/act/write-to-your-mp">Write to your MP
-now</a></p>
+<p class="button"><a href="https://example.org/act/write-to-your-mp">Write to your MP now</a></p>
 <p>If your MP replies, please forward the answer to us: it helps us see who is listening.</p>
 <p>With thanks,<br>The campaign team</p>
-"""
+"""  # noqa: E501 - one line per paragraph, as staff would write it
 
 SECURITY_COUNCIL = """\
 <h1>Inside this week's Security Council debate</h1>
 <p>Dear {{ first_name|default:"friend" }},</p>
-<p>This week the UN Security Council held its open debate on the protection of civilians in armed
-conflict. Member states heard from UN officials and civil society about civilians caught up in
-conflicts around the world, and about the gap between the promises made in New York and what
-happens on the ground.</p>
+<p>This week the UN Security Council held its open debate on the protection of civilians in armed conflict. Member states heard from UN officials and civil society about civilians caught up in conflicts around the world, and about the gap between the promises made in New York and what happens on the ground.</p>
 <h2>What the UK said</h2>
-<p>The UK, as one of the Council's permanent members, spoke about accountability for attacks on
-civilians and humanitarian workers. We welcome that, and we will keep asking ministers to match
-their words with action: early warning, support for local peacebuilders, and a willingness to act
-before violence escalates.</p>
+<p>The UK, as one of the Council's permanent members, spoke about accountability for attacks on civilians and humanitarian workers. We welcome that, and we will keep asking ministers to match their words with action: early warning, support for local peacebuilders, and a willingness to act before violence escalates.</p>
 <h2>What happens next</h2>
-<p>Our partners in the Responsibility to Protect network will follow up with the UK mission to
-the UN. We will report back on what they hear, and on how you can help.</p>
-<p><a href="https://example.org/un/protection-of-civilians-debate">Read our summary of the
-debate</a> &middot; <a href="https://example.org/r2p/what-is-r2p">What is the Responsibility to
-Protect?</a></p>
+<p>Our partners in the Responsibility to Protect network will follow up with the UK mission to the UN. We will report back on what they hear, and on how you can help.</p>
+<p><a href="https://example.org/un/protection-of-civilians-debate">Read our summary of the debate</a> &middot; <a href="https://example.org/r2p/what-is-r2p">What is the Responsibility to Protect?</a></p>
 <p>The campaign team</p>
-"""
+"""  # noqa: E501 - one line per paragraph, as staff would write it
 
 NEWSLETTERS = [
     {
