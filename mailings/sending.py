@@ -316,7 +316,17 @@ def _dispatch(rows):
 
 def _send_batch(mailing, prepared, rows, key, syntax):
     """One ESP call for `rows`; on a refusal of the whole call, split it to find the culprit."""
-    message = prepared.batch_message([(row.pk, row.supporter) for row in rows], syntax)
+    try:
+        message = prepared.batch_message([(row.pk, row.supporter) for row in rows], syntax)
+    except Exception as error:
+        # Something about one recipient cannot be built: one by one finds who.
+        logger.warning(
+            "Mailing %s: batch could not be built (%s); sending one by one",
+            mailing.pk,
+            type(error).__name__,
+        )
+        _send_individually(mailing, prepared, rows, key)
+        return
     if not throttle.wait_for_turn(len(rows), limit=_lease_left()):
         _retry(
             rows, esp.Outcome(esp.SLOW_DOWN, "Waiting for the send rate.", throttle.paused_for())
@@ -343,10 +353,18 @@ def _send_individually(mailing, prepared, rows, key):
     size = max(1, settings.RALLY_SEND_CONCURRENCY)
     executor = _executor(size)
     for start in range(0, len(rows), size):
-        chunk = rows[start : start + size]
-        messages = [prepared.message(row.supporter, delivery_id=row.pk) for row in chunk]
+        chunk, messages, unbuildable = [], [], []
+        for row in rows[start : start + size]:
+            try:
+                messages.append(prepared.message(row.supporter, delivery_id=row.pk))
+                chunk.append(row)
+            except Exception as error:
+                unbuildable.append((row, esp.Outcome(esp.PERMANENT, _unbuildable(error))))
+        _record_failures(mailing, unbuildable)
+        if not chunk:
+            continue
         if not throttle.wait_for_turn(len(chunk), limit=_lease_left()):
-            rest = rows[start:]
+            rest = chunk + rows[start + size :]
             _retry(rest, esp.Outcome(esp.SLOW_DOWN, "Waiting for the send rate.", 1.0))
             return
         _dispatch(chunk)
@@ -369,6 +387,13 @@ def _send_individually(mailing, prepared, rows, key):
 
 def _message_id(value):
     return "" if value is None else str(value)
+
+
+def _unbuildable(error):
+    # The reason is for staff; the exception's text may hold the address, so it
+    # goes on the delivery (erased with the supporter), not in the log.
+    logger.warning("A message could not be built: %s", type(error).__name__)
+    return f"The message could not be built: {error}"[:500]
 
 
 def _accepted(row, anymail_status):
@@ -522,8 +547,15 @@ def deliveries_recover(*, mailing_id: int, now=None) -> dict:
     """
     now = now or timezone.now()
     expired = Delivery.objects.filter(mailing_id=mailing_id).lease_expired(now)
-    counts = {"requeued": 0, "sent": 0, "unknown": 0}
-    counts["requeued"] += expired.filter(dispatched_at__isnull=True).update(
+    counts = {"requeued": 0, "sent": 0, "unknown": 0, "failed": 0}
+    undispatched = expired.filter(dispatched_at__isnull=True)
+    # A row whose worker keeps dying before the ESP call is poison, not bad luck.
+    counts["failed"] += undispatched.filter(attempts__gte=settings.RALLY_SEND_MAX_ATTEMPTS).update(
+        status=Delivery.Status.FAILED,
+        claimed_until=None,
+        error="Its worker stopped before sending it, too many times.",
+    )
+    counts["requeued"] += undispatched.update(
         status=Delivery.Status.QUEUED, claimed_until=None, claimed_by=""
     )
     rows = list(

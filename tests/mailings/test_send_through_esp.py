@@ -195,3 +195,32 @@ def test_send_rate_is_respected(settings, postmark_esp, started, readers):
     assert statuses(mailing) == {"sent": 6}
     # One second's burst, then 4/s: six messages take at least a quarter of a second more.
     assert seconds >= 0.25
+
+
+@pytest.mark.parametrize("esp_fixture", ["postmark_esp", "mailgun_esp"])
+def test_a_message_that_cannot_be_built_fails_alone(
+    request, monkeypatch, esp_fixture, started, readers
+):
+    sink = request.getfixturevalue(esp_fixture)
+    from mailings import emails
+
+    build = emails.PreparedMailing.message
+
+    def fussy(self, supporter, **kwargs):
+        if supporter.email == readers[1].email:
+            raise ValueError("cannot encode this name")
+        return build(self, supporter, **kwargs)
+
+    monkeypatch.setattr(emails.PreparedMailing, "message", fussy)
+    monkeypatch.setattr(
+        emails.PreparedMailing, "batch_message", lambda *a, **k: (_ for _ in ()).throw(ValueError())
+    )
+    mailing = started()
+
+    drain(mailing)
+
+    assert statuses(mailing) == {"sent": 5, "failed": 1}
+    failed = Delivery.objects.get(mailing=mailing, status="failed")
+    assert failed.supporter == readers[1]
+    assert "could not be built" in failed.error
+    assert readers[1].email not in sink.recipients()
