@@ -306,6 +306,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
+# Largest ESP webhook body accepted, in bytes; larger ones get 413 unread. One
+# tracking event is a few KB; SendGrid's batches stay under 768 KB.
+RALLY_WEBHOOK_MAX_BYTES = env.int("RALLY_WEBHOOK_MAX_BYTES", default=1_000_000)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # or "json" for log shippers
 LOGGING = {

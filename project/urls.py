@@ -10,6 +10,7 @@ admin.site.index_title = "Supporters and mailings"
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
-    path("anymail/", include("anymail.urls")),
+    # Anymail's webhooks, each behind a guard (size limit, 401/403, 400 for junk).
+    path("anymail/", include("project.webhooks")),
     path("", include("mailings.urls")),
 ]
