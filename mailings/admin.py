@@ -239,6 +239,11 @@ class MailingAdmin(admin.ModelAdmin):
                 "No campaign interest chosen: the unsubscribe link leads to the preference "
                 "centre, and only supporters subscribed to at least one interest receive it."
             )
+        elif mailing.include_segments.exists():
+            warnings.append(
+                "Included segments add nobody to a mailing with interests: it goes only to "
+                "their subscribers. Remove the interests to send to segment members instead."
+            )
         return count, warnings
 
     def change_view(self, request, object_id, form_url="", extra_context=None):

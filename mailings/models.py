@@ -69,7 +69,11 @@ class Mailing(models.Model):
         blank=True,
         related_name="mailings_including",
         verbose_name="also send to segments",
-        help_text="Also sent to members of these segments who are subscribed to any interest.",
+        help_text=(
+            "For a mailing without interests: sent to members of these segments who are "
+            "subscribed to any interest. A mailing with interests goes only to their "
+            "subscribers, so consent and unsubscribes always follow a topic."
+        ),
     )
     exclude_segments = models.ManyToManyField(
         "crm.Segment",
@@ -126,10 +130,12 @@ class Mailing(models.Model):
     def audience(self):
         """Return the supporters this mailing would go to now, as one query.
 
-        Chosen interests, plus members of included segments, minus members of
-        excluded segments; only supporters who may be emailed (active, not
-        suppressed) and who are subscribed to a chosen interest, or, for
-        people added by a segment, to at least one interest.
+        Subscribers to the chosen interests, minus members of excluded segments;
+        only supporters who may be emailed (active, not suppressed). A mailing
+        without interests goes to members of its included segments who are
+        subscribed to at least one interest. With interests, nobody outside
+        them is added, since nobody agreed to that topic and a one-click
+        unsubscribe from it would change nothing for them.
         """
         from crm.models import Subscription, Supporter
 
@@ -149,9 +155,10 @@ class Mailing(models.Model):
                     )
                 )
             )
-        for segment in included:
-            members = segment.supporters().subscribed_to_any().order_by().values("pk")
-            wanted.append(Q(pk__in=members))
+        else:
+            for segment in included:
+                members = segment.supporters().subscribed_to_any().order_by().values("pk")
+                wanted.append(Q(pk__in=members))
         if not wanted:
             return Supporter.objects.none()
         either = wanted[0]

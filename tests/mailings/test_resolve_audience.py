@@ -44,7 +44,8 @@ def test_unmailable_supporters_are_left_out(interest):
     assert recipients(MailingFactory(interests=[interest])) == {keep.email}
 
 
-def test_included_segment_adds_members_who_are_subscribed_to_something(interest, other_interest):
+def test_included_segment_adds_no_one_outside_the_mailings_interests(interest, other_interest):
+    """A volunteer who only chose another topic never gets a mailing about this one."""
     segment = SegmentFactory(kind=Segment.Kind.STATIC)
     volunteer = SupporterFactory(email="volunteer@example.org", subscribed_to=[other_interest])
     unconsented = SupporterFactory(email="no-consent@example.org")
@@ -55,7 +56,7 @@ def test_included_segment_adds_members_who_are_subscribed_to_something(interest,
     mailing = MailingFactory(interests=[interest])
     mailing.include_segments.set([segment])
 
-    assert recipients(mailing) == {"r2p@example.org", "volunteer@example.org"}
+    assert recipients(mailing) == {"r2p@example.org"}
 
 
 def test_segment_only_mailing_needs_a_subscription_to_some_interest(other_interest):
