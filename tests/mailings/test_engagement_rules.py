@@ -19,8 +19,9 @@ def opened(days_ago=None, clicked_days_ago=None):
         mailing=MailingFactory(),
         last_opened_at=(days_ago is not None and now - datetime.timedelta(days=days_ago)) or None,
         opened_at=(days_ago is not None and now - datetime.timedelta(days=days_ago)) or None,
-        last_clicked_at=(clicked_days_ago is not None
-        and now - datetime.timedelta(days=clicked_days_ago))
+        last_clicked_at=(
+            clicked_days_ago is not None and now - datetime.timedelta(days=clicked_days_ago)
+        )
         or None,
     )
     return supporter
