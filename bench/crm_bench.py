@@ -22,7 +22,7 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rally_
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 os.environ.setdefault("DEBUG", "1")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -43,9 +43,12 @@ INSERT INTO crm_supporter (
 SELECT
     'supporter' || n || '@example.org',
     md5('supporter' || n) || md5('h' || n),
-    (ARRAY['Aisha','Ben','Chloe','Daniel','Fatima','Grace','Ibrahim','Isla','Kwame','Leila'])[1 + n %% 10],
-    (ARRAY['Ahmed','Brown','Campbell','Davies','Evans','Khan','Murphy','Patel','Smith','Young'])[1 + (n / 10) %% 10],
-    (ARRAY['SW1A','E1','N1','SE1','LS1','M1','B1','G1','EH1','CF10'])[1 + (n / 100) %% 10] || ' ' || (n %% 9 + 1) || 'AB',
+    (ARRAY['Aisha','Ben','Chloe','Daniel','Fatima','Grace','Ibrahim','Isla','Kwame','Leila'])
+        [1 + n %% 10],
+    (ARRAY['Ahmed','Brown','Campbell','Davies','Evans','Khan','Murphy','Patel','Smith','Young'])
+        [1 + (n / 10) %% 10],
+    (ARRAY['SW1A','E1','N1','SE1','LS1','M1','B1','G1','EH1','CF10'])[1 + (n / 100) %% 10]
+        || ' ' || (n %% 9 + 1) || 'AB',
     CASE WHEN n %% 20 = 0 THEN 'IE' ELSE 'GB' END,
     '', '',
     CASE WHEN n %% 5 < 2 THEN 'partner_import' ELSE 'signup_form' END,
@@ -61,7 +64,8 @@ SUBSCRIPTIONS_SQL = """
 INSERT INTO crm_subscription (supporter_id, interest_id, status, subscribed_at, updated_at)
 SELECT s.id, i.id, 'subscribed', s.created_at, now()
 FROM crm_supporter s
-JOIN crm_campaigninterest i ON i.position = ((s.id %% 5) * 10) OR i.position = (((s.id + 2) %% 5) * 10)
+JOIN crm_campaigninterest i
+    ON i.position = ((s.id %% 5) * 10) OR i.position = (((s.id + 2) %% 5) * 10)
 WHERE s.id > %(after)s
 """
 
@@ -111,8 +115,10 @@ def main():
     settings.ALLOWED_HOSTS = ["*"]
     call_command("migrate", verbosity=0)
     seed(args.supporters)
-    print(f"{Supporter.objects.count():,} supporters on PostgreSQL "
-          f"{connection.cursor().connection.info.server_version}")
+    print(
+        f"{Supporter.objects.count():,} supporters on PostgreSQL "
+        f"{connection.cursor().connection.info.server_version}"
+    )
 
     r2p = CampaignInterest.objects.get(slug="r2p")
     segment, _ = Segment.objects.update_or_create(
@@ -144,11 +150,15 @@ def main():
 
         return run
 
-    timed("rule-based segment count", lambda: f"{segment.supporters().count():,} members",
-          args.runs)
+    timed(
+        "rule-based segment count", lambda: f"{segment.supporters().count():,} members", args.runs
+    )
     timed("admin list, filtered by interest", get({"interest": r2p.slug}), args.runs)
-    timed("admin list, filtered by interest and status",
-          get({"interest": r2p.slug, "status__exact": "active"}), args.runs)
+    timed(
+        "admin list, filtered by interest and status",
+        get({"interest": r2p.slug, "status__exact": "active"}),
+        args.runs,
+    )
     timed("admin list, filtered by segment", get({"segment": segment.pk}), args.runs)
     timed("admin search by email", get({"q": probe.email.upper()}), args.runs)
     timed("admin search by start of surname", get({"q": "patel"}), args.runs)
