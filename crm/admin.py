@@ -48,6 +48,19 @@ class CappedCountPaginator(Paginator):
         return self.object_list[: self.CAP + 1].count()
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """For records only services write (consent, audit, deliveries): staff look, never touch."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 # List filters ------------------------------------------------------------------
 
 
@@ -649,7 +662,7 @@ class SuppressionAdmin(admin.ModelAdmin):
 
 
 @admin.register(ConsentRecord)
-class ConsentRecordAdmin(admin.ModelAdmin):
+class ConsentRecordAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "supporter", "interest", "action", "method", "partner")
     list_filter = ("action", "method", "interest")
     raw_id_fields = ("supporter",)
@@ -657,29 +670,11 @@ class ConsentRecordAdmin(admin.ModelAdmin):
     paginator = CappedCountPaginator
     show_full_result_count = False
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "kind", "supporter_id", "actor", "source")
     list_filter = ("kind",)
     list_select_related = ("actor",)
     paginator = CappedCountPaginator
     show_full_result_count = False
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
+from crm.admin import ReadOnlyAdmin
 from crm.models import Supporter
 from crm.segments import SegmentRuleError
 from crm.services import supporter_get
@@ -421,7 +422,7 @@ class MailingAdmin(admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(admin.ModelAdmin):
+class DeliveryAdmin(ReadOnlyAdmin):
     """Read-only: one row per recipient, to see who failed and why."""
 
     list_display = ("mailing", "supporter_link", "status", "attempts", "sent_at", "error")
@@ -434,12 +435,3 @@ class DeliveryAdmin(admin.ModelAdmin):
     def supporter_link(self, delivery):
         url = reverse("admin:crm_supporter_change", args=[delivery.supporter_id])
         return format_html('<a href="{}">#{}</a>', url, delivery.supporter_id)
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
