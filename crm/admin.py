@@ -7,7 +7,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.db import models
-from django.db.models import Exists, OuterRef, Prefetch
+from django.db.models import Prefetch
 from django.db.models.functions import Lower
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
@@ -39,13 +39,21 @@ from crm.sync_admin import (  # also registers ImportBatchAdmin
 
 
 class CappedCountPaginator(Paginator):
-    """Count at most CAP rows, so a page of a million supporters is not a full count."""
+    """Count at most CAP rows, so a page of a million supporters is not a full count.
 
-    CAP = 10_000
+    Staff narrow a long list with search and filters; the pagination template
+    says "more than CAP" rather than a number it does not know.
+    """
+
+    CAP = 1_000
 
     @cached_property
     def count(self):
         return self.object_list[: self.CAP + 1].count()
+
+    @property
+    def capped(self):
+        return self.count > self.CAP
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -72,17 +80,10 @@ class InterestFilter(admin.SimpleListFilter):
         return [(i.slug, i.name) for i in CampaignInterest.objects.all()]
 
     def queryset(self, request, queryset):
-        if self.value():
-            return queryset.filter(
-                Exists(
-                    Subscription.objects.filter(
-                        supporter=OuterRef("pk"),
-                        interest__slug=self.value(),
-                        status=Subscription.Status.SUBSCRIBED,
-                    )
-                )
-            )
-        return queryset
+        if not self.value():
+            return queryset
+        interest = CampaignInterest.objects.filter(slug=self.value()).first()
+        return queryset.interested_in(interest) if interest else queryset.none()
 
 
 class CountryFilter(admin.SimpleListFilter):
@@ -130,7 +131,7 @@ class SegmentFilter(admin.SimpleListFilter):
         if segment is None:
             return queryset.none()
         try:
-            return queryset.filter(pk__in=segment.supporters().values("pk"))
+            return queryset & segment.supporters()
         except SegmentRuleError as error:
             messages.error(request, f"Segment “{segment}” cannot be evaluated: {error.message}")
             return queryset.none()
