@@ -265,6 +265,16 @@ def preferences_unsubscribe_all(*, supporter: Supporter, mailing=None, method=No
     return had
 
 
+def _ids(values) -> list[int]:
+    """Return the values that can be primary keys, as ints; the page posts them as text.
+
+    Junk ("²" passes str.isdigit() but not int(); 20 digits overflow the
+    database's integer) names no interest, so it is dropped rather than crash.
+    """
+    texts = (str(value) for value in values)
+    return [int(text) for text in texts if text.isascii() and text.isdigit() and len(text) <= 18]
+
+
 def preferences_resubscribe(*, supporter: Supporter, interest_ids) -> list:
     """Undo an unsubscribe-all: consent to email again and to the interests given.
 
@@ -283,7 +293,7 @@ def preferences_resubscribe(*, supporter: Supporter, interest_ids) -> list:
         )
         previously = Subscription.objects.filter(
             supporter=supporter,
-            interest_id__in=[pk for pk in interest_ids if str(pk).isdigit()],
+            interest_id__in=_ids(interest_ids),
             status=Subscription.Status.UNSUBSCRIBED,
         ).select_related("interest")
         for subscription in previously:

@@ -22,6 +22,7 @@ Tests move the clock with time-machine or by replacing `now`.
 
 import base64
 import json
+import re
 import time
 import zlib
 
@@ -171,7 +172,15 @@ def _seal(salt, payload):
     return _fernet(salt).encrypt_at_time(data, int(now())).decode()
 
 
+# A Fernet token as issued: URL-safe base64. The decoder skips characters
+# outside that alphabet, so without this check a link with any inserted
+# (":", "!", "~"…) would still open.
+FERNET_TOKEN = re.compile(r"[A-Za-z0-9_-]+={0,2}")
+
+
 def _open(salt, token, max_age):
+    if not isinstance(token, str) or not FERNET_TOKEN.fullmatch(token):
+        return None
     try:
         data = _fernet(salt).decrypt_at_time(token.encode(), max_age, int(now()))
         payload = json.loads(zlib.decompress(data))
