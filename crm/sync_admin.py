@@ -315,7 +315,9 @@ class PartnerSyncMixin:
 
     def get_fields(self, request, obj=None):
         fields = [name for name in super().get_fields(request, obj) if name != "sync_links"]
-        return [*fields, "sync_links"] if obj is not None else fields
+        if obj is None or not request.user.has_perm(EXPORT_PERMISSION):
+            return fields
+        return [*fields, "sync_links"]
 
     @admin.display(description="Sync")
     def sync_links(self, partner):

@@ -184,3 +184,10 @@ def test_another_partners_people_are_not_included(shared, partner, interest):
     assert [row["Email"] for row in read(exports.partner_sync_export(partner=aegis))] == [
         "a@example.org"
     ]
+
+
+def test_campaign_managers_see_no_sync_links(client, campaign_user, partner):
+    client.force_login(campaign_user)
+    page = client.get(reverse("admin:crm_partnerorganisation_change", args=[partner.pk]))
+    assert page.status_code == 200
+    assert "Partner sync export" not in page.content.decode()
