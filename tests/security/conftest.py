@@ -17,7 +17,7 @@ WATCHED_APPS = ("crm", "mailings", "auth")
 def database_state():
     """Return every row of every watched table, to compare before and after a request."""
     state = {}
-    for model in apps.get_models():
+    for model in apps.get_models(include_auto_created=True):
         if model._meta.app_label in WATCHED_APPS and not model._meta.proxy:
             state[model._meta.label] = list(model.objects.order_by("pk").values_list())
     return state
