@@ -108,7 +108,7 @@ class LookupUnavailable(Exception):
     """The ESP cannot answer "did you accept this message?" right now or at all."""
 
 
-def _postmark(connection, *, delivery_id, address, since):
+def _postmark(connection, *, delivery_id, address, since, sender):
     """Postmark's outbound message search, filtered by our metadata."""
     response = requests.get(
         f"{connection.api_url}messages/outbound",
@@ -129,9 +129,12 @@ def _postmark(connection, *, delivery_id, address, since):
     return None
 
 
-def _mailgun(connection, *, delivery_id, address, since):
+def _mailgun(connection, *, delivery_id, address, since, sender):
     """Mailgun's events API: an "accepted" event for the recipient with our variables."""
-    domain = connection.sender_domain or address.rsplit("@", 1)[-1]
+    # Events are kept per sending domain: the one Anymail sent from.
+    domain = connection.sender_domain or email.utils.parseaddr(sender)[1].rpartition("@")[2]
+    if not domain:
+        raise LookupUnavailable("No Mailgun sending domain to search; set MAILGUN_SENDER_DOMAIN.")
     url = f"{connection.api_url.rstrip('/')}/{domain}/events"
     params = {
         "event": "accepted",
@@ -147,11 +150,14 @@ def _mailgun(connection, *, delivery_id, address, since):
         variables = item.get("user-variables") or {}
         if str(variables.get("delivery_id")) == str(delivery_id):
             headers = (item.get("message") or {}).get("headers") or {}
-            return headers.get("message-id") or "accepted"
+            message_id = headers.get("message-id")
+            # Events name the message without the angle brackets the send API
+            # (and so Anymail, and tracking events) put around it.
+            return f"<{message_id.strip('<>')}>" if message_id else "accepted"
     return None
 
 
-def _test(connection, *, delivery_id, address, since):
+def _test(connection, *, delivery_id, address, since, sender):
     """Anymail's test backend keeps messages in django.core.mail.outbox."""
     for message in getattr(mail, "outbox", []):
         params = getattr(message, "anymail_test_params", {})
@@ -166,8 +172,11 @@ def _test(connection, *, delivery_id, address, since):
 FATE_LOOKUPS = {"Postmark": _postmark, "Mailgun": _mailgun, "Test": _test}
 
 
-def accepted_message_id(connection, *, delivery_id, address, since):
+def accepted_message_id(connection, *, delivery_id, address, since, sender=""):
     """Return the ESP's message id if it accepted delivery `delivery_id`, else None.
+
+    `address` is the recipient, `since` when the message was handed to the ESP and
+    `sender` the From address it was sent with.
 
     Raise LookupUnavailable when the ESP cannot tell (no such API, or an error).
     """
@@ -175,6 +184,8 @@ def accepted_message_id(connection, *, delivery_id, address, since):
     if lookup is None:
         raise LookupUnavailable("This ESP offers no way to look up a sent message.")
     try:
-        return lookup(connection, delivery_id=delivery_id, address=address, since=since)
+        return lookup(
+            connection, delivery_id=delivery_id, address=address, since=since, sender=sender
+        )
     except (requests.RequestException, ValueError, AttributeError) as error:
         raise LookupUnavailable(f"{type(error).__name__} asking the ESP.") from error

@@ -9,7 +9,9 @@ One small HTTP server plays two parts:
   and Mailgun's send APIs that Anymail's real backends work unchanged (only the API
   URL differs), records one :class:`SentMessage` per recipient, and injects the
   faults real ESPs produce (latency, 5xx, 429 with Retry-After, hangs, per-call
-  recipient limits, refused addresses).
+  recipient limits, refused addresses). It also answers the two read APIs the
+  sending engine uses to ask whether a message whose answer it lost was accepted:
+  Postmark's outbound message search and Mailgun's events API.
 
 Python API, in-process::
 
@@ -30,6 +32,9 @@ over HTTP with :class:`MailSinkClient`, or directly:
     GET  /api/stats                                         counters and current faults
     GET  /api/faults        POST /api/faults (JSON)         read or change fault injection
     POST /api/clear                                         forget messages, calls and faults
+
+and, as the ESPs do, ``GET /postmark/messages/outbound`` (message search) and
+``GET /mailgun/v3/<domain>/events`` (accepted events).
 
 The module depends on the standard library only, so benchmarks can run it without
 Django: ``python -m mailings.mailsink --port 18100 --latency-ms 100`` runs one.
@@ -57,7 +62,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.parser import BytesParser
 from email.policy import HTTP
-from email.utils import getaddresses
+from email.utils import getaddresses, parsedate_to_datetime
 from html.parser import HTMLParser
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -78,6 +83,11 @@ POSTMARK_RATE_LIMIT = 429
 POSTMARK_MAX_BATCH = 500
 POSTMARK_MAX_RECIPIENTS = 50
 MAILGUN_MAX_RECIPIENTS = 1000
+# The read APIs' own limits: Postmark's search pages (count, and count + offset),
+# Mailgun's events per page.
+POSTMARK_MAX_SEARCH_COUNT = 500
+POSTMARK_MAX_SEARCH_DEPTH = 10_000
+MAILGUN_MAX_EVENTS = 300
 
 _ADDR_SPEC = re.compile(r"^[^@\s<>,;]+@[^@\s<>,;]+\.[^@\s<>,;]+$")
 _RECIPIENT_VARIABLE = re.compile(r"%recipient\.([^%]+)%")
@@ -217,6 +227,7 @@ class _Faults:
         self.invalid: set[str] = set()
         self.always: dict[str, Any] | None = None
         self.script: collections.deque[dict[str, Any]] = collections.deque()
+        self.lookup_status: int | None = None  # answer for the read APIs, when failing
 
     def limit_for(self, esp_limit: int) -> int:
         return esp_limit if self.recipient_limit is None else self.recipient_limit
@@ -229,6 +240,7 @@ class _Faults:
             "invalid": sorted(self.invalid),
             "always": self.always,
             "next": list(self.script),
+            "lookup_status": self.lookup_status,
         }
 
 
@@ -292,6 +304,7 @@ class MailSink:
         self._rejected: list[str] = []
         self._calls: list[SinkCall] = []
         self._call_count = 0
+        self._lookup_count = 0
         self._last_id = 0  # record ids are never reused, even after clear()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -474,6 +487,7 @@ class MailSink:
                 "messages": len(self._records),
                 "rejected": len(self._rejected),
                 "calls": self._call_count,
+                "lookups": self._lookup_count,
                 "started_at": self.started_at,
                 "faults": self._faults.to_dict(),
             }
@@ -488,6 +502,7 @@ class MailSink:
             self._rejected.clear()
             self._calls.clear()
             self._call_count = 0
+            self._lookup_count = 0
             self._faults = _Faults(self._faults.latency_ms)
             if self._persist_file is not None:
                 self._persist_file.truncate(0)
@@ -564,6 +579,24 @@ class MailSink:
             else:
                 self._faults.always = _fault("status", status=status)
 
+    def fail_lookups(self, status: int | None = 503) -> None:
+        """Answer the read APIs (message search, events) with ``status`` until ``None``.
+
+        Stands in for an ESP whose search is down, or one with no such API: the
+        sending engine then cannot learn whether a message it lost track of was
+        accepted. Send calls are not affected.
+        """
+        if status is not None and not 400 <= int(status) <= 599:
+            raise ValueError(f"A failure status must be 4xx or 5xx, not {status}.")
+        with self._lock:
+            self._faults.lookup_status = None if status is None else int(status)
+
+    @property
+    def lookup_count(self) -> int:
+        """How many read API calls (message search, events) arrived."""
+        with self._lock:
+            return self._lookup_count
+
     def reset_faults(self) -> None:
         """Remove every fault, keeping the latency."""
         with self._lock:
@@ -576,7 +609,8 @@ class MailSink:
         ``recipient_limit`` (int or null), ``reject`` and ``invalid`` (lists of
         addresses), ``fail_next`` ({"count", "status"}), ``rate_limit_next``
         ({"count", "retry_after"}), ``hang_next`` ({"count", "seconds", "accept"}),
-        ``fail_always`` (a status, or null to stop), ``retry_after``.
+        ``fail_always`` (a status, or null to stop), ``retry_after``,
+        ``fail_lookups`` (a status for the read APIs, or null to stop).
         """
         known = {
             "reset",
@@ -589,6 +623,7 @@ class MailSink:
             "hang_next",
             "fail_always",
             "retry_after",
+            "fail_lookups",
         }
         unknown = set(data) - known
         if unknown:
@@ -623,6 +658,9 @@ class MailSink:
                 None if status is None else int(status),
                 retry_after=int(data.get("retry_after", 1)),
             )
+        if "fail_lookups" in data:
+            status = data["fail_lookups"]
+            self.fail_lookups(None if status is None else int(status))
 
     def _queue(self, count: int, fault: dict[str, Any]) -> None:
         with self._lock:
@@ -635,6 +673,12 @@ class MailSink:
             self._call_count += 1
             fault = self._faults.script.popleft() if self._faults.script else self._faults.always
             return self._call_count, fault, self._faults.latency_ms, self._faults
+
+    def _begin_lookup(self) -> int | None:
+        """Count a read API call; return the status to fail it with, if any."""
+        with self._lock:
+            self._lookup_count += 1
+            return self._faults.lookup_status
 
     def _end_call(self, call: SinkCall) -> None:
         with self._lock:
@@ -850,10 +894,7 @@ def _postmark_message(
     return reply, drafts, inactive
 
 
-def _handle_postmark(
-    sink: MailSink, handler: _Handler, endpoint: str, call: int, faults: _Faults
-) -> tuple[int, Any, list[dict], list[str], int]:
-    """Return (status, body, drafts, rejected, recipients in request)."""
+def _check_postmark_token(sink: MailSink, handler: _Handler) -> None:
     token = handler.headers.get("X-Postmark-Server-Token")
     if not token or (sink.postmark_token is not None and token != sink.postmark_token):
         raise _Reply(
@@ -863,6 +904,13 @@ def _handle_postmark(
                 "Message": "Request does not contain a valid Server token.",
             },
         )
+
+
+def _handle_postmark(
+    sink: MailSink, handler: _Handler, endpoint: str, call: int, faults: _Faults
+) -> tuple[int, Any, list[dict], list[str], int]:
+    """Return (status, body, drafts, rejected, recipients in request)."""
+    _check_postmark_token(sink, handler)
     try:
         data = json.loads(handler.body or b"null")
     except ValueError:
@@ -932,10 +980,7 @@ def _substitute(value: str | None, variables: dict[str, Any]) -> str | None:
     return _RECIPIENT_VARIABLE.sub(replace, value)
 
 
-def _handle_mailgun(
-    sink: MailSink, handler: _Handler, endpoint: str, call: int, faults: _Faults
-) -> tuple[int, Any, list[dict], list[str], int]:
-    """Return (status, body, drafts, rejected, recipients in request)."""
+def _check_mailgun_key(sink: MailSink, handler: _Handler) -> None:
     auth = handler.headers.get("Authorization", "")
     user, _, key = "", "", ""
     if auth.startswith("Basic "):
@@ -947,6 +992,13 @@ def _handle_mailgun(
         or (sink.mailgun_api_key is not None and key != sink.mailgun_api_key)
     ):
         raise _Reply(401, "Forbidden")
+
+
+def _handle_mailgun(
+    sink: MailSink, handler: _Handler, endpoint: str, call: int, faults: _Faults
+) -> tuple[int, Any, list[dict], list[str], int]:
+    """Return (status, body, drafts, rejected, recipients in request)."""
+    _check_mailgun_key(sink, handler)
     domain = endpoint.split("/", 1)[0]
     fields = _form_fields(handler)
 
@@ -1029,6 +1081,191 @@ def _handle_mailgun(
     )
 
 
+# -- the ESPs' read APIs: "did you accept this message?" -------------------------------
+
+
+def _search_time(value: str, name: str, *, postmark: bool) -> float:
+    """Parse a search bound: ISO 8601 (Postmark), RFC 2822 or a Unix time (Mailgun)."""
+    try:
+        if postmark:
+            moment = datetime.fromisoformat(value)
+        elif re.fullmatch(r"\d+(\.\d+)?", value):
+            return float(value)
+        else:
+            moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        raise _Reply(
+            422 if postmark else 400,
+            {"ErrorCode": POSTMARK_INVALID_REQUEST, "Message": f"Invalid '{name}' date."}
+            if postmark
+            else {"message": f"Invalid {name}: {value!r}"},
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _postmark_search(sink: MailSink, query: dict[str, str]) -> dict[str, Any]:
+    """Postmark's outbound message search (``GET /messages/outbound``), newest first.
+
+    Filters: ``recipient``, ``fromemail``, ``tag``, ``subject``, ``messagestream``,
+    ``fromdate``/``todate`` (ISO 8601; without a zone, UTC) and any number of
+    ``metadata_<key>=<value>``. ``count`` (at most 500) and ``offset`` are required.
+    Every recorded message has the status "Sent".
+    """
+
+    def refuse(message: str) -> _Reply:
+        return _Reply(422, {"ErrorCode": POSTMARK_INVALID_REQUEST, "Message": message})
+
+    try:
+        count, offset = int(query["count"]), int(query["offset"])
+    except KeyError:
+        raise refuse("The 'count' and 'offset' parameters are required.") from None
+    except ValueError:
+        raise refuse("The 'count' and 'offset' parameters must be integers.") from None
+    if not 0 < count <= POSTMARK_MAX_SEARCH_COUNT or offset < 0:
+        raise refuse(f"'count' must be between 1 and {POSTMARK_MAX_SEARCH_COUNT}.")
+    if count + offset > POSTMARK_MAX_SEARCH_DEPTH:
+        raise refuse(f"'count' plus 'offset' may not exceed {POSTMARK_MAX_SEARCH_DEPTH}.")
+    status = query.get("status", "sent").lower()
+    since = _search_time(query["fromdate"], "fromdate", postmark=True) if "fromdate" in query else 0
+    until = _search_time(query["todate"], "todate", postmark=True) if "todate" in query else None
+    wanted = {k.removeprefix("metadata_"): v for k, v in query.items() if k.startswith("metadata_")}
+
+    # One Postmark message may carry several recipients (To, Cc, Bcc): one record each.
+    messages: dict[str, list[SentMessage]] = {}
+    for record in sink.messages(esp="postmark"):
+        messages.setdefault(record.message_id, []).append(record)
+    found = []
+    for records in reversed(messages.values()):
+        first = records[0]
+        stream = first.options.get("MessageStream", "outbound")
+        if status != "sent" or first.received_at < since or (until and first.received_at > until):
+            continue
+        if "recipient" in query and query["recipient"].strip().lower() not in {
+            r.address for r in records
+        }:
+            continue
+        if "fromemail" in query and query["fromemail"].lower() not in first.from_email.lower():
+            continue
+        if "tag" in query and query["tag"] not in first.tags:
+            continue
+        if "subject" in query and query["subject"].lower() not in first.subject.lower():
+            continue
+        if query.get("messagestream", stream) != stream:
+            continue
+        if any(first.metadata.get(key) != value for key, value in wanted.items()):
+            continue
+        found.append(records)
+
+    def summary(records: list[SentMessage]) -> dict[str, Any]:
+        first = records[0]
+        by_type = {t: [r for r in records if r.rcpt_type == t] for t in ("to", "cc", "bcc")}
+        return {
+            "MessageID": first.message_id,
+            "MessageStream": first.options.get("MessageStream", "outbound"),
+            "Tag": first.tags[0] if first.tags else "",
+            "To": [{"Email": r.address, "Name": None} for r in by_type["to"]],
+            "Cc": [{"Email": r.address, "Name": None} for r in by_type["cc"]],
+            "Bcc": [{"Email": r.address, "Name": None} for r in by_type["bcc"]],
+            "Recipients": [r.address for r in records],
+            "ReceivedAt": first.received_at_iso,
+            "From": first.from_email,
+            "Subject": first.subject,
+            "Attachments": [],
+            "Status": "Sent",
+            "Metadata": first.metadata,
+        }
+
+    return {
+        "TotalCount": len(found),
+        "Messages": [summary(records) for records in found[offset : offset + count]],
+    }
+
+
+def _mailgun_events(
+    sink: MailSink, domain: str, query: dict[str, str], offset: int = 0
+) -> dict[str, Any]:
+    """Mailgun's events API (``GET /v3/<domain>/events``): one "accepted" event per recipient.
+
+    Filters: ``event`` ("accepted", or several joined with " OR "; only "accepted"
+    events exist here), ``recipient``, ``begin`` and ``end`` (RFC 2822 or a Unix time),
+    ``ascending`` (yes/no; yes by default when only ``begin`` is given) and ``limit``
+    (at most 300). ``paging.next`` leads to the following page; an empty page ends it,
+    as with Mailgun.
+    """
+    try:
+        limit = int(query.get("limit", MAILGUN_MAX_EVENTS))
+    except ValueError:
+        raise _Reply(400, {"message": "Invalid limit"}) from None
+    if not 0 < limit <= MAILGUN_MAX_EVENTS:
+        raise _Reply(400, {"message": f"limit must be between 1 and {MAILGUN_MAX_EVENTS}"})
+    kinds = {k.strip().lower() for k in query.get("event", "accepted").split(" OR ")}
+    begin = _search_time(query["begin"], "begin", postmark=False) if "begin" in query else None
+    end = _search_time(query["end"], "end", postmark=False) if "end" in query else None
+    ascending = query.get("ascending", "yes" if begin is not None and end is None else "no")
+    recipient = query.get("recipient", "").strip().lower()
+    low, high = min(begin or 0, end or float("inf")), max(begin or 0, end or float("inf"))
+
+    records = [
+        r
+        for r in sink.messages(esp="mailgun")
+        if "accepted" in kinds
+        and r.message_id.endswith(f"@{domain}>")
+        and (not recipient or r.address == recipient)
+        and low <= r.received_at <= high
+    ]
+    if ascending.lower() != "yes":
+        records.reverse()
+
+    def page_url(at: int) -> str:
+        state = json.dumps({"query": query, "offset": max(0, at)}).encode()
+        token = base64.urlsafe_b64encode(state).decode().rstrip("=")
+        return f"{sink.mailgun_api_url}/{urllib.parse.quote(domain)}/events/{token}"
+
+    items = [
+        {
+            "event": "accepted",
+            "id": f"sink{r.id}",
+            "timestamp": r.received_at,
+            "log-level": "info",
+            "method": "HTTP",
+            "recipient": r.address,
+            "recipient-domain": r.address.rpartition("@")[2],
+            "tags": r.tags,
+            "user-variables": r.metadata,
+            "envelope": {"sender": r.from_email, "targets": r.address, "transport": "smtp"},
+            "message": {
+                "headers": {
+                    "to": r.to,
+                    "message-id": r.message_id.strip("<>"),
+                    "from": r.from_email,
+                    "subject": r.subject,
+                },
+            },
+        }
+        for r in records[offset : offset + limit]
+    ]
+    return {
+        "items": items,
+        "paging": {
+            "first": page_url(0),
+            "last": page_url(max(0, len(records) - limit)),
+            "next": page_url(offset + limit),
+            "previous": page_url(offset - limit),
+        },
+    }
+
+
+def _mailgun_page(token: str) -> tuple[dict[str, str], int]:
+    """Return the query and offset a ``paging`` link's token stands for."""
+    try:
+        state = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+        return {str(k): str(v) for k, v in state["query"].items()}, int(state["offset"])
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise _Reply(400, {"message": "Invalid page token"}) from None
+
+
 # -- HTTP ----------------------------------------------------------------------------
 
 _PAGE_CSP = (
@@ -1104,6 +1341,16 @@ class _Handler(BaseHTTPRequestHandler):
         query = dict(urllib.parse.parse_qsl(url.query))
         path = url.path
         try:
+            if path == "/postmark/messages/outbound":
+                return self._lookup("postmark", lambda: _postmark_search(self.sink, query))
+            if match := re.fullmatch(r"/mailgun/v3/([^/]+)/events(?:/([A-Za-z0-9_-]+))?", path):
+                domain = urllib.parse.unquote(match.group(1))
+                if match.group(2):
+                    page_query, offset = _mailgun_page(match.group(2))
+                    return self._lookup(
+                        "mailgun", lambda: _mailgun_events(self.sink, domain, page_query, offset)
+                    )
+                return self._lookup("mailgun", lambda: _mailgun_events(self.sink, domain, query))
             if path == "/":
                 return self._html(200, _render_index(self.sink, query))
             if match := re.fullmatch(r"/messages/(\d+)/?", path):
@@ -1131,7 +1378,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return self._json(200, {"message": "Rally mail sink: POST messages here."})
             self._json(404, {"message": f"Nothing at {path}."})
         except _Reply as reply:
-            if path.startswith("/api/"):
+            if path.startswith(("/api/", "/postmark/", "/mailgun/")):
                 self._json(reply.status, reply.body, reply.headers)
             else:
                 self._html(reply.status, _page("Not found", f"<p>{html.escape(reply.body)}</p>"))
@@ -1166,6 +1413,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(reply.status, reply.body, reply.headers)
 
     # -- API helpers --
+
+    def _lookup(self, esp: str, answer: Callable[[], Any]) -> None:
+        """Answer a read API call: authenticate, apply the lookup fault, then ``answer()``."""
+        if esp == "postmark":
+            _check_postmark_token(self.sink, self)
+        else:
+            _check_mailgun_key(self.sink, self)
+        status = self.sink._begin_lookup()
+        if status is not None:
+            raise _Reply(status, _error_body(esp, status))
+        self._json(200, answer())
 
     def _get_record(self, id: int, *, page: bool = False) -> SentMessage:
         record = self.sink.message(id)

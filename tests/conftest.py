@@ -144,9 +144,9 @@ def r2p_mailing(db, interest):
 
 @pytest.fixture(scope="session")
 def _esp_simulator():
-    from tests.sinks import LookupMailSink
+    from mailings.mailsink import MailSink
 
-    with LookupMailSink(port=0, latency_ms=0) as sink:
+    with MailSink(port=0, latency_ms=0) as sink:
         yield sink
 
 

@@ -4,13 +4,13 @@ import pytest
 import redis
 from django.conf import settings
 
-from tests.sinks import LookupMailSink
+from mailings.mailsink import MailSink
 
 
 @pytest.fixture
 def sink():
     """The ESP simulator with a real ESP's latency, in this process."""
-    with LookupMailSink(port=0, latency_ms=150) as running:
+    with MailSink(port=0, latency_ms=150) as running:
         yield running
 
 

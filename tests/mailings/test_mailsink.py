@@ -1,5 +1,6 @@
 """The loopback ESP: Anymail's real Postmark and Mailgun backends talk to it unchanged."""
 
+import datetime
 import json
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from anymail.message import AnymailMessage
 from django.conf import settings as django_settings
 from django.core.mail import get_connection
 
+from mailings import esp
 from mailings.mailsink import MailSink, MailSinkClient
 
 
@@ -462,3 +464,181 @@ def test_mailsink_command_serves_the_default_settings(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# -- the ESPs' read APIs: "did you accept this message?" ---------------------------------
+
+BEFORE = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+
+
+def delivery(to, delivery_id, **kwargs):
+    message = newsletter([to], **kwargs)
+    message.metadata = {**message.metadata, "delivery_id": str(delivery_id)}
+    return message
+
+
+def test_postmark_message_search_finds_a_message_by_recipient_and_metadata(postmark):
+    """Postmark's outbound search filters on recipient and metadata_<key>, newest first."""
+    first = delivery("alice@example.org", 1)
+    first.send()
+    delivery("bob@example.org", 2).send()
+    delivery("alice@example.org", 3).send()
+    token = {"X-Postmark-Server-Token": "test-token", "Accept": "application/json"}
+
+    def search(**query):
+        response = requests.get(
+            f"{postmark.postmark_api_url}messages/outbound",
+            params={"count": 50, "offset": 0, **query},
+            headers=token,
+            timeout=5,
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    found = search(recipient="ALICE@example.org", metadata_delivery_id="1")
+    assert found["TotalCount"] == 1
+    [message] = found["Messages"]
+    assert message["MessageID"] == first.anymail_status.message_id
+    assert message["Recipients"] == ["alice@example.org"]
+    assert message["To"] == [{"Email": "alice@example.org", "Name": None}]
+    assert message["Metadata"] == {"mailing_id": "7", "delivery_id": "1"}
+    assert message["Status"] == "Sent"
+    assert [
+        m["Metadata"]["delivery_id"] for m in search(recipient="alice@example.org")["Messages"]
+    ] == ["3", "1"]
+    assert search(metadata_delivery_id="9")["TotalCount"] == 0
+    assert search(metadata_mailing_id="7", count=2, offset=2)["Messages"][0]["Recipients"] == [
+        "alice@example.org"
+    ]
+    assert search(fromdate="2999-01-01T00:00:00")["TotalCount"] == 0
+    assert search(tag="newsletter")["TotalCount"] == 3
+    assert postmark.lookup_count == 6
+
+
+def test_postmark_message_search_checks_token_and_paging(sink):
+    """The search wants the server token, and count and offset, as Postmark does."""
+    url = f"{sink.postmark_api_url}messages/outbound"
+
+    anonymous = requests.get(url, params={"count": 1, "offset": 0}, timeout=5)
+    no_count = requests.get(url, headers={"X-Postmark-Server-Token": "t"}, timeout=5)
+    too_many = requests.get(
+        url, params={"count": 501, "offset": 0}, headers={"X-Postmark-Server-Token": "t"}, timeout=5
+    )
+
+    assert anonymous.status_code == 401
+    assert anonymous.json()["ErrorCode"] == 10
+    assert no_count.status_code == 422
+    assert "count" in no_count.json()["Message"]
+    assert too_many.status_code == 422
+
+
+def test_mailgun_events_list_accepted_messages_with_their_variables(mailgun):
+    """Mailgun's events API gives one "accepted" event per recipient, with its user-variables."""
+    recipients = ["bob@example.org", "carol@example.org", "dave@example.org"]
+    message = newsletter(
+        recipients,
+        merge_data={},
+        merge_metadata={address: {"delivery_id": str(n)} for n, address in enumerate(recipients)},
+    )
+    message.send()
+    auth = ("api", "key-test")
+    url = f"{mailgun.mailgun_api_url}/rally.example.org/events"
+
+    carol = requests.get(url, params={"recipient": "carol@example.org"}, auth=auth, timeout=5)
+    assert carol.status_code == 200
+    [event] = carol.json()["items"]
+    assert event["event"] == "accepted"
+    assert event["user-variables"] == {"mailing_id": "7", "delivery_id": "1"}
+    assert f"<{event['message']['headers']['message-id']}>" == message.anymail_status.message_id
+
+    page = requests.get(url, params={"limit": 2, "ascending": "yes"}, auth=auth, timeout=5).json()
+    assert [e["recipient"] for e in page["items"]] == recipients[:2]
+    page = requests.get(page["paging"]["next"], auth=auth, timeout=5).json()
+    assert [e["recipient"] for e in page["items"]] == recipients[2:]
+    page = requests.get(page["paging"]["next"], auth=auth, timeout=5).json()
+    assert page["items"] == []
+
+    def count(**query):
+        response = requests.get(url, params=query, auth=auth, timeout=5)
+        assert response.status_code == 200, response.text
+        return len(response.json()["items"])
+
+    assert count(event="delivered") == 0
+    assert count(event="accepted OR delivered") == 3
+    assert count(begin="Tue, 01 Jan 2999 00:00:00 GMT") == 0
+    assert count(begin=str(time.time() - 60), end=str(time.time() + 60)) == 3
+    other_domain = requests.get(
+        f"{mailgun.mailgun_api_url}/example.org/events", auth=auth, timeout=5
+    )
+    assert other_domain.json()["items"] == []
+    assert requests.get(url, timeout=5).status_code == 401
+    assert requests.get(url, params={"limit": 301}, auth=auth, timeout=5).status_code == 400
+
+
+def test_sending_engine_finds_what_the_esp_accepted(postmark, mailgun, settings):
+    """esp.accepted_message_id, through Anymail's own settings, asks each ESP correctly."""
+    settings.EMAIL_BACKEND = "anymail.backends.postmark.EmailBackend"
+    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "t", "POSTMARK_API_URL": postmark.postmark_api_url}
+    sent = delivery("alice@example.org", 41)
+    sent.send()
+    connection = get_connection()
+
+    assert (
+        esp.accepted_message_id(
+            connection, delivery_id=41, address="alice@example.org", since=BEFORE
+        )
+        == sent.anymail_status.message_id
+    )
+    assert (
+        esp.accepted_message_id(
+            connection, delivery_id=42, address="alice@example.org", since=BEFORE
+        )
+        is None
+    )
+
+    settings.EMAIL_BACKEND = "anymail.backends.mailgun.EmailBackend"
+    settings.ANYMAIL = {"MAILGUN_API_KEY": "key-test", "MAILGUN_API_URL": mailgun.mailgun_api_url}
+    sent = delivery("bob@example.org", 43)
+    sent.send()
+    connection = get_connection()
+
+    found = esp.accepted_message_id(
+        connection,
+        delivery_id=43,
+        address="bob@example.org",
+        since=datetime.datetime.now(datetime.UTC),
+        sender="Rally <newsletter@rally.example.org>",
+    )
+    assert found == sent.anymail_status.message_id  # in angle brackets, as Anymail keeps it
+    assert (
+        esp.accepted_message_id(
+            connection,
+            delivery_id=44,
+            address="bob@example.org",
+            since=BEFORE,
+            sender="newsletter@rally.example.org",
+        )
+        is None
+    )
+
+
+def test_failing_lookups_leave_the_engine_unable_to_tell_and_sending_alone(postmark):
+    """fail_lookups makes the read APIs answer an error; send calls still work."""
+    client = MailSinkClient(postmark.url)
+    client.configure({"fail_lookups": 503})
+    delivery("alice@example.org", 1).send()
+
+    with pytest.raises(esp.LookupUnavailable, match="503"):
+        esp.accepted_message_id(
+            get_connection(), delivery_id=1, address="alice@example.org", since=BEFORE
+        )
+    assert postmark.recipients() == ["alice@example.org"]
+    assert client.faults["lookup_status"] == 503
+
+    client.configure({"fail_lookups": None})
+    assert esp.accepted_message_id(
+        get_connection(), delivery_id=1, address="alice@example.org", since=BEFORE
+    )
+    assert client.stats()["lookups"] == 2
+    with pytest.raises(ValueError, match="4xx or 5xx"):
+        postmark.fail_lookups(200)
