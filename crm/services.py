@@ -240,12 +240,24 @@ def suppression_add(
     return entry
 
 
+# How strong a "no" each status is: a complaint outranks a hard bounce, which
+# outranks an unsubscribe at the ESP; erasure outranks everything.
+UNDELIVERABLE_RANK = {
+    Supporter.Status.UNSUBSCRIBED: 1,
+    Supporter.Status.BOUNCED: 2,
+    Supporter.Status.COMPLAINED: 3,
+    Supporter.Status.ERASED: 4,
+}
+
+
 def supporter_mark_undeliverable(
     *, supporter: Supporter, status: str, method: str, mailing=None, actor_label: str = ""
 ) -> bool:
     """Mark a supporter bounced or complained, stop all email and suppress the address.
 
     Used by tracking webhooks. Idempotent: return False if nothing changed.
+    The status only moves towards the strongest "no" (UNDELIVERABLE_RANK), so
+    the ESP's events give the same outcome in whatever order they arrive.
     """
     reason = {
         Supporter.Status.BOUNCED: Suppression.Reason.HARD_BOUNCE,
@@ -257,7 +269,7 @@ def supporter_mark_undeliverable(
             supporter=supporter, method=method, mailing=mailing, actor_label=actor_label
         )
         supporter = Supporter.objects.select_for_update().get(pk=supporter.pk)
-        if supporter.status not in (status, Supporter.Status.ERASED):
+        if UNDELIVERABLE_RANK.get(supporter.status, 0) < UNDELIVERABLE_RANK[status]:
             supporter.status = status
             supporter.save(update_fields=["status", "updated_at"])
             changed = True

@@ -271,18 +271,30 @@ class Delivery(models.Model):
 
 
 class DeliveryEvent(models.Model):
-    """One tracking event from the ESP, kept once (the ESP may send it again)."""
+    """One tracking event from the ESP, kept once (the ESP may send it again).
+
+    The webhook request only records it (`pending`); a worker then applies
+    pending events to their deliveries and supporters in batches
+    (mailings.tracking).
+    """
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events")
     mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="events")
     esp_name = models.CharField(max_length=32)
     # The ESP's event id, or a digest of what identifies the event when the
-    # ESP sends none (see services.delivery_record_event).
+    # ESP sends none (see tracking.dedupe_key).
     dedupe_key = models.CharField(max_length=128)
     event_type = models.CharField(max_length=24)
     timestamp = models.DateTimeField()
     url = models.URLField(max_length=2000, blank=True)
     reason = models.CharField(max_length=255, blank=True)
+    # "bounced", "complained" or "unsubscribed" when the event means the
+    # address must never be emailed again (tracking.UNDELIVERABLE).
+    # (Database defaults, so code of the previous release can still insert
+    # rows while an upgrade rolls out.)
+    suppress_as = models.CharField(max_length=16, blank=True, default="", db_default="")
+    # Recorded but not yet applied to the delivery and the supporter.
+    pending = models.BooleanField(default=False, db_default=False)
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -293,6 +305,8 @@ class DeliveryEvent(models.Model):
             models.Index(
                 fields=["mailing", "event_type", "timestamp"], name="mailings_event_report"
             ),
+            # The inbox: appliers take the oldest pending events.
+            models.Index(fields=["id"], name="mailings_event_pending", condition=Q(pending=True)),
         ]
 
     def __str__(self):

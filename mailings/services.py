@@ -1,21 +1,20 @@
-"""Writes for mailings: the status workflow, test sends, tracking events, GDPR.
+"""Writes for mailings: the status workflow, test sends, GDPR.
 
-The sending engine itself (claiming, sending, sweeping) is in mailings.sending.
+The sending engine itself (claiming, sending, sweeping) is in mailings.sending;
+tracking events from the ESPs' webhooks are in mailings.tracking.
 """
 
-import hashlib
 import logging
 import time
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.mail import get_connection
-from django.db import IntegrityError, transaction
-from django.db.models import Case, F, When
+from django.db import transaction
 from django.utils import timezone
 
-from crm.models import ConsentRecord, Supporter, email_hash
-from crm.services import RallyError, supporter_mark_undeliverable
+from crm.models import Supporter
+from crm.services import RallyError
 from mailings import emails, esp, sending
 from mailings.models import Delivery, DeliveryEvent, Mailing
 
@@ -276,152 +275,6 @@ def sample_supporter():
         last_name="Sample",
         postcode="SW1A 1AA",
     )
-
-
-# -- tracking events ------------------------------------------------------------------------
-
-# Anymail's normalised event → the Delivery timestamps it sets: (first, latest).
-EVENT_FIELDS = {
-    "delivered": ("delivered_at", None),
-    "deferred": ("deferred_at", None),
-    "bounced": ("bounced_at", None),
-    "rejected": ("rejected_at", None),
-    "failed": ("rejected_at", None),
-    "complained": ("complained_at", None),
-    "unsubscribed": ("unsubscribed_at", None),
-    "opened": ("opened_at", "last_opened_at"),
-    "clicked": ("clicked_at", "last_clicked_at"),
-}
-# Events that mean "never email this address again": the supporter status to
-# set and the consent method to record. Complaints and ESP-side unsubscribes
-# withdraw consent for everything, as a hard bounce does.
-UNDELIVERABLE = {
-    "bounced": (Supporter.Status.BOUNCED, ConsentRecord.Method.BOUNCE),
-    "complained": (Supporter.Status.COMPLAINED, ConsentRecord.Method.COMPLAINT),
-    "unsubscribed": (Supporter.Status.UNSUBSCRIBED, ConsentRecord.Method.ESP_UNSUBSCRIBE),
-}
-# A "rejected" event names why the ESP refused; these reasons mirror its own suppression.
-REJECTED_BECAUSE = {"bounced": "bounced", "spam": "complained", "unsubscribed": "unsubscribed"}
-# Bounces Anymail reports as "bounced" that are temporary at the ESP: (esp, its bounce type).
-SOFT_BOUNCES = {
-    ("Postmark", "SoftBounce"),
-    ("Postmark", "Transient"),
-    ("Postmark", "DnsError"),
-    ("Postmark", "AutoResponder"),
-    ("Postmark", "VirusNotification"),
-    ("Postmark", "ChallengeVerification"),
-}
-
-
-def _dedupe_key(event, delivery_id, esp_name):
-    if event.event_id:
-        return str(event.event_id)[:128]
-    # No id from the ESP (Postmark sends none for most events): what happened,
-    # to which delivery, when, identifies it; a resent webhook matches.
-    parts = [
-        str(delivery_id),
-        str(event.message_id or ""),
-        event.event_type,
-        event.timestamp.isoformat() if event.timestamp else "",
-        event.click_url or "",
-    ]
-    return "sha256:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
-
-
-def _find_delivery(event):
-    raw = (event.metadata or {}).get("delivery_id")
-    if raw is not None and str(raw).isdigit():
-        return Delivery.objects.select_related("supporter").filter(pk=int(raw)).first()
-    if event.message_id and event.recipient:
-        return (
-            Delivery.objects.select_related("supporter")
-            .filter(
-                esp_message_id=str(event.message_id),
-                supporter__email_hash=email_hash(event.recipient),
-            )
-            .first()
-        )
-    return None
-
-
-def _effective_type(event, esp_name):
-    """Return the event type to record: a soft bounce counts as deferred, not bounced."""
-    raw_type = event.esp_event.get("Type") if isinstance(event.esp_event, dict) else None
-    if event.event_type == "bounced" and (esp_name, raw_type) in SOFT_BOUNCES:
-        return "deferred"
-    return event.event_type
-
-
-def _suppression_status(kind, reject_reason):
-    """Return the UNDELIVERABLE entry an event of `kind` calls for, or None."""
-    if kind == "rejected":
-        kind = REJECTED_BECAUSE.get(reject_reason)
-    return UNDELIVERABLE.get(kind)
-
-
-def delivery_record_event(*, event, esp_name: str) -> bool:
-    """Record one tracking event from the ESP; return False if it changed nothing.
-
-    Idempotent (the ESP retries and may send an event twice) and safe in any
-    order: timestamps only ever move to the earliest first-time and latest
-    last-time, and a bounce after a delivery still counts as a bounce.
-    """
-    delivery = _find_delivery(event)
-    if delivery is None:
-        # Not ours (another system's mail on the same ESP account) or a test send.
-        logger.info("Tracking event %s from %s matches no delivery", event.event_type, esp_name)
-        return False
-    timestamp = event.timestamp or timezone.now()
-    kind = _effective_type(event, esp_name)
-    with transaction.atomic():
-        try:
-            with transaction.atomic():
-                DeliveryEvent.objects.create(
-                    delivery=delivery,
-                    mailing_id=delivery.mailing_id,
-                    esp_name=esp_name[:32],
-                    dedupe_key=_dedupe_key(event, delivery.pk, esp_name),
-                    event_type=kind[:24],
-                    timestamp=timestamp,
-                    url=(event.click_url or "")[:2000],
-                    reason=(event.reject_reason or event.description or "")[:255],
-                )
-        except IntegrityError:
-            return False  # seen before
-        updates = {}
-        first, latest = EVENT_FIELDS.get(kind, (None, None))
-        if first:
-            updates[first] = Case(
-                When(**{f"{first}__isnull": True}, then=timestamp),
-                When(**{f"{first}__gt": timestamp}, then=timestamp),
-                default=F(first),
-            )
-        if latest:
-            updates[latest] = Case(
-                When(**{f"{latest}__isnull": True}, then=timestamp),
-                When(**{f"{latest}__lt": timestamp}, then=timestamp),
-                default=F(latest),
-            )
-        if (
-            kind not in ("queued", "rejected", "failed")
-            and delivery.status == Delivery.Status.UNKNOWN
-        ):
-            # The ESP reports on it, so it had it: the worker died after all was well.
-            updates.update(status=Delivery.Status.SENT, error="")
-        if updates:
-            Delivery.objects.filter(pk=delivery.pk).update(**updates)
-        entry = _suppression_status(kind, event.reject_reason)
-        supporter = delivery.supporter
-        if entry and supporter.status != Supporter.Status.ERASED:
-            status, method = entry
-            supporter_mark_undeliverable(
-                supporter=supporter,
-                status=status,
-                method=method,
-                mailing=delivery.mailing,
-                actor_label=f"{esp_name} webhook",
-            )
-    return True
 
 
 # -- GDPR -------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from mailings import sending, services
+from mailings import sending, services, tracking
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -27,3 +27,9 @@ def dispatch_due_mailings():
 def sweep_sending():
     """Recover expired leases and restart stalled sending (run by Celery beat)."""
     sending.deliveries_sweep()
+
+
+@shared_task(acks_late=True, ignore_result=True)
+def apply_tracking_events():
+    """Apply recorded tracking events to deliveries and supporters (queued as they arrive)."""
+    tracking.delivery_events_apply_pending()

@@ -17,7 +17,7 @@ from django.views.decorators.cache import never_cache
 
 HEARTBEAT_KEY = "rally.health.worker-heartbeat"
 HEARTBEAT_SECONDS = 30
-QUEUES = ("celery", "sending", "imports")
+QUEUES = ("celery", "sending", "imports", "webhooks")
 
 
 @shared_task(name="project.health.heartbeat", ignore_result=True)

@@ -185,6 +185,12 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mailings.tasks.sweep_sending",
         "schedule": env.float("RALLY_SWEEP_SECONDS", default=30.0),
     },
+    # Applies recorded tracking events, should the task queued on their
+    # arrival have been lost (mailings.tracking).
+    "mailings-apply-tracking-events": {
+        "task": "mailings.tasks.apply_tracking_events",
+        "schedule": env.float("RALLY_TRACKING_APPLY_SECONDS", default=10.0),
+    },
     # Forgets uploaded partner files that were previewed but never confirmed.
     "crm-expire-import-previews": {"task": "crm.tasks.expire_import_previews", "schedule": 3600.0},
 }
@@ -192,6 +198,7 @@ CELERY_TASK_ROUTES = {
     "mailings.tasks.send_mailing_batches": {"queue": "sending"},
     "mailings.tasks.start_mailing": {"queue": "sending"},
     "crm.tasks.import_confirm": {"queue": "imports"},
+    "mailings.tasks.apply_tracking_events": {"queue": "webhooks"},
 }
 # Task modules other than the apps' tasks.py (transactional notices to supporters).
 CELERY_IMPORTS = ["mailings.notices", "project.health"]

@@ -27,6 +27,8 @@ from django.http import HttpResponse
 from django.urls import URLPattern
 from django.utils.crypto import constant_time_compare
 
+from mailings import tracking
+
 logger = logging.getLogger(__name__)
 
 # What Anymail's parsers raise on a body no ESP would send (json's errors and
@@ -91,7 +93,10 @@ class WebhookGuard:
                 401, "Authentication required.", {"WWW-Authenticate": 'Basic realm="webhooks"'}
             )
         try:
-            return super().post(request, *args, **kwargs)
+            # A batch of events (SendGrid, Mailjet, SparkPost…) is recorded
+            # with one INSERT when the view has dispatched them all.
+            with tracking.events_collected():
+                return super().post(request, *args, **kwargs)
         except AnymailWebhookValidationFailure as failure:
             logger.warning("%s webhook refused: %s", esp, failure.args[0] if failure.args else "")
             return _answer(403, "Webhook check failed.")

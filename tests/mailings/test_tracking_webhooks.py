@@ -1,4 +1,9 @@
-"""Tracking webhooks: the ESP's literal JSON posted to /anymail/<esp>/tracking/."""
+"""Tracking webhooks: the ESP's literal JSON posted to /anymail/<esp>/tracking/.
+
+Each helper posts, then runs the apply step as the "webhooks" worker does
+straight after (tests/mailings/test_tracking_apply.py covers the two steps
+apart).
+"""
 
 import base64
 import hashlib
@@ -9,6 +14,7 @@ import time
 import pytest
 
 from crm.models import ConsentRecord, Supporter, Suppression
+from mailings import tracking
 from mailings.models import Delivery, DeliveryEvent
 from tests.factories import DeliveryFactory, SupporterFactory
 
@@ -39,12 +45,14 @@ def delivery(newsletter, interest):
 
 def postmark(client, payload, auth=AUTH):
     headers = {"HTTP_AUTHORIZATION": auth} if auth else {}
-    return client.post(
+    response = client.post(
         "/anymail/postmark/tracking/",
         data=json.dumps(payload),
         content_type="application/json",
         **headers,
     )
+    tracking.delivery_events_apply_pending()
+    return response
 
 
 def mailgun(client, event_data, *, token="a8ce0edb2dd8301dee6c2405235584e45aa91d1e9f979f3de0"):
@@ -56,12 +64,14 @@ def mailgun(client, event_data, *, token="a8ce0edb2dd8301dee6c2405235584e45aa91d
         "signature": {"timestamp": timestamp, "token": token, "signature": signature},
         "event-data": event_data,
     }
-    return client.post(
+    response = client.post(
         "/anymail/mailgun/tracking/",
         data=json.dumps(payload),
         content_type="application/json",
         HTTP_AUTHORIZATION=AUTH,
     )
+    tracking.delivery_events_apply_pending()
+    return response
 
 
 def postmark_delivery(delivery, delivered_at="2026-11-05T16:33:54.9070259Z"):
