@@ -328,6 +328,14 @@ class SupporterAdmin(SupporterImportExportMixin, SimpleHistoryAdmin):
             *super().get_urls(),
         ]
 
+    def history_form_view(self, request, object_id, version_id, extra_context=None):
+        # django-simple-history shows an old version to anyone who may view
+        # supporters, and saves the posted form as a revert without asking
+        # whether they may change them.
+        if request.method == "POST" and not self.has_change_history_permission(request):
+            raise PermissionDenied
+        return super().history_form_view(request, object_id, version_id, extra_context)
+
     # GDPR views ---------------------------------------------------------------
 
     def export_data_view(self, request, pk):
