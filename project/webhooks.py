@@ -36,10 +36,10 @@ logger = logging.getLogger(__name__)
 UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError)
 
 
-# Anymail copies these from the ESP's JSON as they come; an ESP only ever
-# sends text (or nothing), so anything else is junk, not an event.
+# Anymail copies these from the ESP's JSON as they come; ESPs send text (or
+# nothing), and for ids text or a number (Postmark's bounce ids, Postal's
+# message ids), so anything else is junk, not an event.
 TEXT_FIELDS = (
-    "message_id",
     "recipient",
     "reject_reason",
     "description",
@@ -47,6 +47,7 @@ TEXT_FIELDS = (
     "click_url",
     "user_agent",
 )
+ID_FIELDS = ("event_id", "message_id")
 
 
 class UnreadablePayload(Exception):
@@ -59,13 +60,15 @@ def check_event(event):
         value = getattr(event, name, None)
         if value is not None and not isinstance(value, str):
             raise UnreadablePayload(f"{name} is not text")
-    event_id = getattr(event, "event_id", None)  # Postmark's bounce ids are numbers
-    if event_id is not None and (isinstance(event_id, bool) or not isinstance(event_id, str | int)):
-        raise UnreadablePayload("event_id is neither text nor a number")
+    for name in ID_FIELDS:
+        value = getattr(event, name, None)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, str | int)):
+            raise UnreadablePayload(f"{name} is neither text nor a number")
     if not isinstance(getattr(event, "metadata", None) or {}, dict):
         raise UnreadablePayload("metadata is not an object")
     tags = getattr(event, "tags", None) or []
-    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+    # Postal sends its one tag as null when there is none.
+    if not isinstance(tags, list) or not all(isinstance(tag, str | None) for tag in tags):
         raise UnreadablePayload("tags are not a list of text")
 
 

@@ -331,3 +331,45 @@ def test_unicode_digit_delivery_id_is_ignored(delivery):
 
     assert response.status_code == 200
     assert changed_tables(before, database_state()) == []
+
+
+@pytest.mark.filterwarnings("ignore::anymail.exceptions.AnymailNotSupportedWarning")
+def test_a_sendgrid_batch_passes_the_guard_and_is_recorded(delivery):
+    """The guard's type checks let real events of the other documented ESPs through."""
+    batch = [
+        {
+            "email": ADDRESS,
+            "timestamp": 1763900000,
+            "event": event_type,
+            "sg_event_id": f"sg-{event_type}",
+            "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0",
+            "smtp-id": "<14c5d75ce93.dfd.64b469@ismtpd-555>",
+            "category": ["newsletter"],
+            "delivery_id": str(delivery.pk),
+            **extra,
+        }
+        for event_type, extra in (
+            ("delivered", {"response": "250 OK"}),
+            ("bounce", {"reason": "550 5.1.1 No such user", "type": "bounce", "status": "5.1.1"}),
+        )
+    ]
+
+    response = _post("/anymail/sendgrid/tracking/", json.dumps(batch), "application/json")
+    tracking.delivery_events_apply_pending()
+
+    assert response.status_code == 200
+    assert DeliveryEvent.objects.filter(delivery=delivery).count() == 2
+    assert Supporter.objects.get(pk=delivery.supporter_id).status == Supporter.Status.BOUNCED
+
+
+def test_ids_may_be_numbers_and_a_tag_may_be_missing():
+    """Postmark's bounce ids and Postal's message ids are numbers; Postal's tag can be null."""
+    from anymail.signals import AnymailTrackingEvent
+
+    from project.webhooks import UnreadablePayload, check_event
+
+    check_event(AnymailTrackingEvent(event_type="bounced", event_id=42, message_id=7, tags=[None]))
+    with pytest.raises(UnreadablePayload, match="message_id"):
+        check_event(AnymailTrackingEvent(event_type="bounced", message_id=True))
+    with pytest.raises(UnreadablePayload, match="click_url"):
+        check_event(AnymailTrackingEvent(event_type="clicked", click_url={"a": 1}))
