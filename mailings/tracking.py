@@ -39,8 +39,8 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from crm.models import ConsentRecord, Supporter, email_hash
-from crm.services import supporter_mark_undeliverable
+from crm.models import ConsentRecord, Subscription, Supporter, Suppression, email_hash
+from crm.services import UNDELIVERABLE_RANK, supporter_mark_undeliverable
 from mailings.models import Delivery, DeliveryEvent, Mailing
 
 logger = logging.getLogger(__name__)
@@ -145,86 +145,107 @@ def delivery_record_event(*, event, esp_name: str) -> None:
 
 
 def delivery_events_record(*, events, esp_name: str) -> int:
-    """Record Anymail tracking events from one ESP as pending; return how many matched.
+    """Record Anymail tracking events from one ESP as pending; return how many are new.
 
-    One query finds the deliveries and one INSERT … ON CONFLICT DO NOTHING
-    writes the events, so the ESP's retries and duplicates change nothing.
-    Events that match no delivery (other mail on the same ESP account, test
-    sends) are acknowledged and dropped. Raises only if the database fails,
-    so that the ESP retries.
+    One INSERT … SELECT … ON CONFLICT DO NOTHING, joined to the deliveries,
+    writes the events, so the ESP's retries and duplicates change nothing, and
+    events that match no delivery (other mail on the same ESP account, test
+    sends) are acknowledged and dropped. Raises only if the database fails, so
+    that the ESP retries.
     """
     esp_name = esp_name[:32]
-    matches = _deliveries_for(events)
+    deliveries = _delivery_ids(events)
     now = timezone.now()
     rows = {}
-    for event in events:
-        match = matches.get(id(event))
-        if match is None:
+    for event, delivery_id in zip(events, deliveries, strict=True):
+        if delivery_id is None:
             continue
-        delivery_id, mailing_id = match
         kind = _effective_type(event, esp_name)
         key = dedupe_key(event, delivery_id)
-        rows[key] = DeliveryEvent(
-            delivery_id=delivery_id,
-            mailing_id=mailing_id,
-            esp_name=esp_name,
-            dedupe_key=key,
-            event_type=kind[:24],
-            timestamp=_aware(event.timestamp) or now,
-            url=_text(event.click_url, 2000),
-            reason=_text(event.reject_reason or event.description, 255),
-            suppress_as=_suppress_as(kind, event.reject_reason),
-            pending=True,
-            received_at=now,
+        rows[key] = (
+            delivery_id,
+            esp_name,
+            key,
+            kind[:24],
+            _aware(event.timestamp) or now,
+            _text(event.click_url, 2000),
+            _text(event.reject_reason or event.description, 255),
+            _suppress_as(kind, event.reject_reason),
         )
-    if len(matches) < len(events):
+    # In key order: two requests carrying some of the same events (an ESP
+    # retrying while the first attempt still runs) then never deadlock.
+    recorded = _insert([rows[key] for key in sorted(rows)], now) if rows else 0
+    if recorded:
+        transaction.on_commit(events_apply_soon)
+    if None in deliveries:
         # Not ours (another system's mail on the same ESP account) or a test send.
         logger.info(
-            "%d of %d tracking events from %s match no delivery",
-            len(events) - len(matches),
+            "%d of %d tracking events from %s name no delivery",
+            deliveries.count(None),
             len(events),
             esp_name,
         )
-    if rows:
-        DeliveryEvent.objects.bulk_create(rows.values(), ignore_conflicts=True)
-        transaction.on_commit(events_apply_soon)
-    return len(rows)
+    return recorded
 
 
-def _deliveries_for(events):
-    """Return {id(event): (delivery id, mailing id)} for the events that are ours.
+INSERT_COLUMNS = (
+    "delivery_id",
+    "esp_name",
+    "dedupe_key",
+    "event_type",
+    "timestamp",
+    "url",
+    "reason",
+    "suppress_as",
+)
+
+
+def _insert(rows, now):
+    """Insert event rows (INSERT_COLUMNS) whose delivery exists; return how many were new."""
+    quote = connection.ops.quote_name
+    adapt = connection.ops.adapt_datetimefield_value
+    table = quote(DeliveryEvent._meta.db_table)
+    values = ", ".join(["(CAST(%s AS BIGINT), %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    columns = ", ".join(quote(name) for name in ("mailing_id", *INSERT_COLUMNS))
+    picked = ", ".join(f"v.column{n}" for n in range(2, len(INSERT_COLUMNS) + 1))
+    params = [value for row in rows for value in (*row[:4], adapt(row[4]), *row[5:])]
+    # "WHERE true" lets SQLite tell the SELECT from the ON CONFLICT clause.
+    sql = (
+        f"INSERT INTO {table} ({columns}, {quote('pending')}, {quote('received_at')}) "  # noqa: S608
+        f"SELECT d.mailing_id, d.id, {picked}, %s, %s FROM (VALUES {values}) AS v "
+        f"JOIN {quote(Delivery._meta.db_table)} AS d ON d.id = v.column1 WHERE true "
+        f"ON CONFLICT ({quote('esp_name')}, {quote('dedupe_key')}) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [True, adapt(now), *params])
+        return cursor.rowcount
+
+
+def _delivery_ids(events):
+    """Return the delivery id each event names (or None), in order.
 
     The delivery id travels in the message's metadata; without it (mail sent
     before metadata, an ESP that drops it), the ESP's message id and the
-    recipient find it.
+    recipient find it, in one query for the whole batch. An id in the metadata
+    is checked by the INSERT's join.
     """
-    by_id, by_message = {}, {}
-    for event in events:
-        delivery_id = _metadata_delivery_id(event)
-        if delivery_id is not None:
-            by_id[id(event)] = delivery_id
-        elif event.message_id and event.recipient:
-            by_message[id(event)] = (str(event.message_id)[:255], email_hash(event.recipient))
-    matches = {}
-    if by_id:
-        known = dict(
-            Delivery.objects.filter(pk__in=set(by_id.values())).values_list("pk", "mailing_id")
-        )
-        for key, delivery_id in by_id.items():
-            if delivery_id in known:
-                matches[key] = (delivery_id, known[delivery_id])
-    if by_message:
+    ids = [_metadata_delivery_id(event) for event in events]
+    wanted = {
+        n: (str(event.message_id)[:255], email_hash(event.recipient))
+        for n, event in enumerate(events)
+        if ids[n] is None and event.message_id and event.recipient
+    }
+    if wanted:
         found = {
-            (message_id, hashed): (pk, mailing_id)
-            for message_id, hashed, pk, mailing_id in Delivery.objects.filter(
-                esp_message_id__in={message_id for message_id, _ in by_message.values()},
-                supporter__email_hash__in={hashed for _, hashed in by_message.values()},
-            ).values_list("esp_message_id", "supporter__email_hash", "pk", "mailing_id")
+            (message_id, hashed): pk
+            for message_id, hashed, pk in Delivery.objects.filter(
+                esp_message_id__in={message_id for message_id, _ in wanted.values()},
+                supporter__email_hash__in={hashed for _, hashed in wanted.values()},
+            ).values_list("esp_message_id", "supporter__email_hash", "pk")
         }
-        for key, pair in by_message.items():
-            if pair in found:
-                matches[key] = found[pair]
-    return matches
+        for n, pair in wanted.items():
+            ids[n] = found.get(pair)
+    return ids
 
 
 def _metadata_delivery_id(event):
@@ -396,12 +417,14 @@ def _apply(*, limit, pk=None):
 
 def _apply_to_deliveries(events):
     """Move each delivery's timestamps to include `events`: one UPDATE per column."""
-    # Rows locked in id order, so that two workers never wait on each other in a circle.
+    # Rows locked in id order, so that two workers never wait on each other in
+    # a circle; FOR NO KEY UPDATE, so that webhook requests inserting events
+    # (which key-share-lock the deliveries they reference) never wait on them.
     current = {
         row[0]: dict(zip(["status", *TRACKED_COLUMNS], row[1:], strict=True))
         for row in Delivery.objects.filter(pk__in={event.delivery_id for event in events})
         .order_by("pk")
-        .select_for_update()
+        .select_for_update(no_key=True)
         .values_list("pk", "status", *TRACKED_COLUMNS)
     }
     changes = defaultdict(dict)
@@ -450,7 +473,25 @@ def _apply_to_supporters(events):
             "pk", "supporter_id"
         )
     )
-    supporters = Supporter.objects.in_bulk(set(owners.values()))
+    # Locked in id order, as every applier does; then whoever is already as
+    # stopped as an event asks (status at least as strong, address suppressed,
+    # nothing subscribed) is left alone: a repeated bounce costs no writes.
+    supporters = {
+        supporter.pk: supporter
+        for supporter in Supporter.objects.filter(pk__in=set(owners.values()))
+        .order_by("pk")
+        .select_for_update()
+    }
+    suppressed = set(
+        Suppression.objects.filter(
+            email_hash__in=[supporter.email_hash for supporter in supporters.values()]
+        ).values_list("email_hash", flat=True)
+    )
+    subscribed = set(
+        Subscription.objects.filter(
+            supporter__in=supporters, status=Subscription.Status.SUBSCRIBED
+        ).values_list("supporter_id", flat=True)
+    )
     mailings = Mailing.objects.in_bulk({event.mailing_id for event in stops})
     by_supporter = defaultdict(list)
     for event in sorted(stops, key=lambda event: (event.timestamp, event.id)):
@@ -461,10 +502,14 @@ def _apply_to_supporters(events):
             continue  # nothing left to stop, and no address to suppress
         done = set()
         for event in by_supporter[supporter_id]:
-            if event.suppress_as in done:
+            status, method = UNDELIVERABLE[event.suppress_as]
+            if event.suppress_as in done or (
+                UNDELIVERABLE_RANK.get(supporter.status, 0) >= UNDELIVERABLE_RANK[status]
+                and supporter.email_hash in suppressed
+                and supporter_id not in subscribed
+            ):
                 continue
             done.add(event.suppress_as)
-            status, method = UNDELIVERABLE[event.suppress_as]
             supporter_mark_undeliverable(
                 supporter=supporter,
                 status=status,
