@@ -178,9 +178,7 @@ def test_staff_suppress_an_address_and_only_its_hash_is_kept(staff_client, suppo
     assert "alice" not in str(list(Suppression.objects.values()))
 
 
-def test_long_lists_say_more_than_the_cap_instead_of_counting_everything(
-    staff_client, monkeypatch
-):
+def test_long_lists_say_more_than_the_cap_instead_of_counting_everything(staff_client, monkeypatch):
     from crm.admin import CappedCountPaginator
 
     monkeypatch.setattr(CappedCountPaginator, "CAP", 2)
