@@ -157,6 +157,7 @@ def run_ours(data, partner, label, user):
         None, dry_run=True, file_data=data, file_name="bench.csv", user=user
     )
     dry = time.perf_counter() - started
+    dry_client, dry_server = time.process_time() - client, server_cpu() - server
     assert report.batch is not None, report.preview.plan.errors[:3]
     started = time.perf_counter()
     confirmed = SupporterResource().import_data(None, dry_run=False, batch=report.batch, user=user)
@@ -169,8 +170,9 @@ def run_ours(data, partner, label, user):
         f"{rows / (dry + confirm):9,.0f} rows/s   peak {peak_mb():6.0f} MB"
     )
     print(
-        f"    CPU: Python {client:.2f} s, PostgreSQL backend {server:.2f} s; "
-        f"WAL written {wal_mb_since(wal):.0f} MB"
+        f"    CPU: Python {client:.2f} s ({dry_client:.2f} + {client - dry_client:.2f}), "
+        f"PostgreSQL backend {server:.2f} s ({dry_server:.2f} + {server - dry_server:.2f}), "
+        f"{client + server:.2f} s in all; WAL written {wal_mb_since(wal):.0f} MB"
     )
     print(
         "    "

@@ -543,14 +543,18 @@ class ImportBatch(models.Model):
     # The uploaded file, kept only between preview and confirm (then emptied):
     # in the database, so a worker on another machine reads the same bytes.
     file_data = models.BinaryField(null=True, blank=True, editable=False)
+    # The previewed plan (crm.imports.ImportPlan.payload), kept likewise: the
+    # confirm step applies it as it stands instead of planning the file again.
+    plan_data = models.BinaryField(null=True, blank=True, editable=False)
     options = models.JSONField(
         default=dict, blank=True, help_text="Format, encoding and merge options chosen."
     )
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PREVIEWED)
     row_count = models.PositiveIntegerField(default=0, help_text="Data rows in the file.")
     counts = models.JSONField(default=dict, blank=True)
-    # SHA-256 of the previewed plan (each row's outcome and changes); the
-    # confirm step recomputes it and refuses to apply a different plan.
+    # SHA-256 of the stored plan and of the database state it was made from
+    # (the matched supporters, their subscriptions, suppressions); the confirm
+    # step recomputes it under locks and refuses if anything differs.
     preview_digest = models.CharField(max_length=64, blank=True, editable=False)
     # [row number, outcome, message] for every row that was not plainly new,
     # updated or unchanged. Messages never contain email addresses.

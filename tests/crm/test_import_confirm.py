@@ -94,14 +94,15 @@ def test_a_failure_midway_leaves_the_database_as_it_was(partner_list, interest, 
     preview = partner_list(LIST, interests=[interest])
     state = database_state()
     writer = imports._writer()
-    original = type(writer).insert
+    original = type(writer).subscribe
 
-    def fail_on_consent(self, model, columns, rows):
-        if model is ConsentRecord:
-            raise RuntimeError("disk full")
-        return original(self, model, columns, rows)
+    def fail_after_subscribing(self, grants, **kwargs):
+        # Supporters, history, subscriptions and consent records are written by now.
+        original(self, grants, **kwargs)
+        assert ConsentRecord.objects.count() > state[2]
+        raise RuntimeError("disk full")
 
-    monkeypatch.setattr(type(writer), "insert", fail_on_consent)
+    monkeypatch.setattr(type(writer), "subscribe", fail_after_subscribing)
     with pytest.raises(ImportFailed, match=r"failed \(RuntimeError\) and nothing was changed"):
         imports.import_confirm(batch_id=preview.batch.pk)
     assert database_state() == state
