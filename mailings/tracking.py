@@ -99,6 +99,14 @@ SOFT_BOUNCES = {
     "Amazon SES": lambda raw: raw["bounce"]["bounceType"] in ("Transient", "Undetermined"),
 }
 
+# Where the ESP's own id for an event is steadier than the one Anymail reports.
+# Mailgun: Anymail gives the webhook signature's token, which changes if a
+# retried webhook is signed afresh; the event's id is unique within a day, so
+# with the event's time it is unique.
+EVENT_IDS = {
+    "Mailgun": lambda raw: "{id}@{timestamp}".format(**raw["event-data"]),
+}
+
 # Events applied per transaction.
 APPLY_BATCH = 1000
 # The cache key that says an apply task is queued and has not started yet.
@@ -161,7 +169,7 @@ def delivery_events_record(*, events, esp_name: str) -> int:
         if delivery_id is None:
             continue
         kind = _effective_type(event, esp_name)
-        key = dedupe_key(event, delivery_id)
+        key = dedupe_key(event, delivery_id, esp_name)
         rows[key] = (
             delivery_id,
             esp_name,
@@ -172,9 +180,7 @@ def delivery_events_record(*, events, esp_name: str) -> int:
             _text(event.reject_reason or event.description, 255),
             _suppress_as(kind, event.reject_reason),
         )
-    # In key order: two requests carrying some of the same events (an ESP
-    # retrying while the first attempt still runs) then never deadlock.
-    recorded = _insert([rows[key] for key in sorted(rows)], now) if rows else 0
+    recorded = _insert(list(rows.values()), now) if rows else 0
     if recorded:
         transaction.on_commit(events_apply_soon)
     if None in deliveries:
@@ -209,12 +215,15 @@ def _insert(rows, now):
     columns = ", ".join(quote(name) for name in ("mailing_id", *INSERT_COLUMNS))
     picked = ", ".join(f"v.column{n}" for n in range(2, len(INSERT_COLUMNS) + 1))
     params = [value for row in rows for value in (*row[:4], adapt(row[4]), *row[5:])]
-    # "WHERE true" lets SQLite tell the SELECT from the ON CONFLICT clause.
+    # Inserted in key order: two requests carrying some of the same events (an
+    # ESP retrying while its first attempt still runs) then wait for each other
+    # on the unique index in the same order, and never deadlock. "WHERE true"
+    # lets SQLite tell the SELECT from the ON CONFLICT clause.
     sql = (
         f"INSERT INTO {table} ({columns}, {quote('pending')}, {quote('received_at')}) "  # noqa: S608
         f"SELECT d.mailing_id, d.id, {picked}, %s, %s FROM (VALUES {values}) AS v "
         f"JOIN {quote(Delivery._meta.db_table)} AS d ON d.id = v.column1 WHERE true "
-        f"ON CONFLICT ({quote('esp_name')}, {quote('dedupe_key')}) DO NOTHING"
+        f"ORDER BY v.column3 ON CONFLICT ({quote('esp_name')}, {quote('dedupe_key')}) DO NOTHING"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [True, adapt(now), *params])
@@ -261,8 +270,13 @@ def _metadata_delivery_id(event):
     return value if 0 < value <= BIGINT_MAX else None
 
 
-def dedupe_key(event, delivery_id) -> str:
+def dedupe_key(event, delivery_id, esp_name: str = "") -> str:
     """Return what identifies `event` among all of its ESP's events."""
+    if esp_name in EVENT_IDS:
+        try:
+            return _text(str(EVENT_IDS[esp_name](event.esp_event)), 128)
+        except (KeyError, TypeError, AttributeError):
+            pass  # not the shape this table expects: Anymail's id below
     if event.event_id not in (None, ""):
         return _text(str(event.event_id), 128)
     # No id from the ESP (Postmark sends none for most events, Mailjet none at

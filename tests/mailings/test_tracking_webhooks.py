@@ -297,6 +297,7 @@ def test_mailgun_delivered_and_permanent_failure(client, delivery):
     failed = mailgun_event(
         delivery,
         "failed",
+        id="Fs7-5t81S2ilnrO3mT6a9Q",
         severity="permanent",
         reason="bounce",
         **{"delivery-status": {"code": 550, "message": "5.1.1 No such user", "description": ""}},
