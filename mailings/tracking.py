@@ -180,7 +180,9 @@ def delivery_events_record(*, events, esp_name: str) -> int:
             _text(event.reject_reason or event.description, 255),
             _suppress_as(kind, event.reject_reason),
         )
-    recorded = _insert(list(rows.values()), now) if rows else 0
+    rows = list(rows.values())
+    # A statement takes at most 65,535 parameters (PostgreSQL) or 32,766 (SQLite).
+    recorded = sum(_insert(rows[n : n + 1000], now) for n in range(0, len(rows), 1000))
     if recorded:
         transaction.on_commit(events_apply_soon)
     if None in deliveries:
