@@ -376,15 +376,21 @@ def delivery_events_apply_pending(*, budget: float = 50.0) -> int:
 
 
 def delivery_events_apply(*, limit: int = APPLY_BATCH) -> int:
-    """Apply up to `limit` pending events, oldest first, in one transaction; return how many.
+    """Apply up to `limit` pending events, oldest first; return how many were taken.
 
-    Safe to run on several workers at once. If the batch fails for a reason
-    other than the database being unavailable, its events are applied one at
-    a time, and one that still fails is logged and set aside, so a single bad
-    event never holds up the others.
+    In short transactions, so that no supporter stays locked for long: the
+    deliveries' timestamps for the whole batch in one (which completes every
+    event that stops no mail), then each supporter an event says is
+    undeliverable in one of their own (which completes that supporter's
+    events). An event stays pending until all it calls for is done, and doing
+    it again changes nothing, so several workers can share the work and an
+    interrupted run loses nothing. If the batch fails for a reason other than
+    the database being unavailable, its events are applied one at a time, and
+    one that still fails is logged and set aside, so a single bad event never
+    holds up the others.
     """
     try:
-        return len(_apply(limit=limit))
+        return _apply(limit=limit)
     except TRANSIENT:
         raise
     except Exception:
@@ -394,21 +400,14 @@ def delivery_events_apply(*, limit: int = APPLY_BATCH) -> int:
         .order_by("pk")
         .values_list("pk", flat=True)[:limit]
     )
-    applied = 0
     for pk in ids:
         try:
-            applied += len(_apply(limit=1, pk=pk))
+            _apply(limit=1, pk=pk)
         except TRANSIENT:
             raise
         except Exception as error:
-            logger.error(
-                "Tracking event %s could not be applied and is set aside (%s)",
-                pk,
-                type(error).__name__,
-                exc_info=True,
-            )
-            DeliveryEvent.objects.filter(pk=pk).update(pending=False)
-    return applied
+            _set_aside([pk], error)
+    return len(ids)
 
 
 def _apply(*, limit, pk=None):
@@ -422,13 +421,24 @@ def _apply(*, limit, pk=None):
             .select_for_update(skip_locked=True)
             .values_list(*PendingEvent._fields)[:limit]
         ]
-        if events:
-            _apply_to_deliveries(events)
-            _apply_to_supporters(events)
-            DeliveryEvent.objects.filter(pk__in=[event.id for event in events]).update(
-                pending=False
-            )
-    return events
+        if not events:
+            return 0
+        _apply_to_deliveries(events)
+        DeliveryEvent.objects.filter(
+            pk__in=[event.id for event in events if not event.suppress_as]
+        ).update(pending=False)
+    _apply_to_supporters([event for event in events if event.suppress_as])
+    return len(events)
+
+
+def _set_aside(ids, error):
+    logger.error(
+        "Tracking events %s could not be applied and are set aside (%s)",
+        ", ".join(map(str, ids)),
+        type(error).__name__,
+        exc_info=True,
+    )
+    DeliveryEvent.objects.filter(pk__in=ids).update(pending=False)
 
 
 def _apply_to_deliveries(events):
@@ -479,9 +489,8 @@ def _update_column(column, values):
         )
 
 
-def _apply_to_supporters(events):
-    """Stop all email to each supporter an event says is undeliverable, in supporter order."""
-    stops = [event for event in events if event.suppress_as]
+def _apply_to_supporters(stops):
+    """Stop all email to each supporter `stops` name, one short transaction per supporter."""
     if not stops:
         return
     owners = dict(
@@ -489,40 +498,43 @@ def _apply_to_supporters(events):
             "pk", "supporter_id"
         )
     )
-    # Locked in id order, as every applier does; then whoever is already as
-    # stopped as an event asks (status at least as strong, address suppressed,
-    # nothing subscribed) is left alone: a repeated bounce costs no writes.
-    supporters = {
-        supporter.pk: supporter
-        for supporter in Supporter.objects.filter(pk__in=set(owners.values()))
-        .order_by("pk")
-        .select_for_update()
-    }
-    suppressed = set(
-        Suppression.objects.filter(
-            email_hash__in=[supporter.email_hash for supporter in supporters.values()]
-        ).values_list("email_hash", flat=True)
-    )
-    subscribed = set(
-        Subscription.objects.filter(
-            supporter__in=supporters, status=Subscription.Status.SUBSCRIBED
-        ).values_list("supporter_id", flat=True)
-    )
     mailings = Mailing.objects.in_bulk({event.mailing_id for event in stops})
     by_supporter = defaultdict(list)
     for event in sorted(stops, key=lambda event: (event.timestamp, event.id)):
         by_supporter[owners.get(event.delivery_id)].append(event)
-    for supporter_id in sorted(pk for pk in by_supporter if pk in supporters):
-        supporter = supporters[supporter_id]
-        if supporter.status == Supporter.Status.ERASED:
-            continue  # nothing left to stop, and no address to suppress
+    for supporter_id, events in sorted(by_supporter.items(), key=lambda item: item[0] or 0):
+        try:
+            with transaction.atomic():
+                _stop_supporter(supporter_id, events, mailings)
+        except TRANSIENT:
+            raise
+        except Exception as error:
+            _set_aside([event.id for event in events], error)
+
+
+def _stop_supporter(supporter_id, events, mailings):
+    supporter = Supporter.objects.select_for_update().filter(pk=supporter_id).first()
+    # Events another worker has taken meanwhile (locked) or finished are its to do.
+    mine = set(
+        DeliveryEvent.objects.filter(pk__in=[event.id for event in events], pending=True)
+        .select_for_update(skip_locked=True)
+        .values_list("pk", flat=True)
+    )
+    events = [event for event in events if event.id in mine]
+    if supporter is not None and supporter.status != Supporter.Status.ERASED and events:
+        # Whoever is already as stopped as an event asks (status at least as
+        # strong, address suppressed, nothing subscribed) is left alone: a
+        # repeated bounce costs no writes.
+        stopped = (
+            Suppression.objects.filter(email_hash=supporter.email_hash).exists()
+            and not supporter.subscriptions.filter(status=Subscription.Status.SUBSCRIBED).exists()
+        )
         done = set()
-        for event in by_supporter[supporter_id]:
+        for event in events:
             status, method = UNDELIVERABLE[event.suppress_as]
             if event.suppress_as in done or (
-                UNDELIVERABLE_RANK.get(supporter.status, 0) >= UNDELIVERABLE_RANK[status]
-                and supporter.email_hash in suppressed
-                and supporter_id not in subscribed
+                stopped
+                and UNDELIVERABLE_RANK.get(supporter.status, 0) >= UNDELIVERABLE_RANK[status]
             ):
                 continue
             done.add(event.suppress_as)
@@ -533,3 +545,6 @@ def _apply_to_supporters(events):
                 mailing=mailings.get(event.mailing_id),
                 actor_label=f"{event.esp_name} webhook",
             )
+            supporter.refresh_from_db(fields=["status"])
+            stopped = True
+    DeliveryEvent.objects.filter(pk__in=[event.id for event in events]).update(pending=False)
