@@ -9,9 +9,11 @@ the broker lost its queue:
    INSERT … SELECT (unique on mailing + supporter, so a repeat adds nothing).
 2. `mailing_send_batches` (the task body) claims a batch of queued
    deliveries with a lease (SELECT … FOR UPDATE SKIP LOCKED on PostgreSQL),
-   renders them, commits `dispatched_at`, calls the ESP, and commits "sent"
-   (or "failed", or back to "queued" with a retry time) straight after the
-   call.
+   renders them, commits `dispatched_at` (renewing the lease, if still held),
+   calls the ESP, and commits "sent" (or "failed", or back to "queued" with a
+   retry time) straight after the call, reconnecting if the database
+   connection was lost meanwhile. A task that stops before calling the ESP
+   hands its claim back at once.
 3. `deliveries_sweep` (Celery beat) hands expired leases back: never
    dispatched → queued again; dispatched → ask the ESP whether it accepted
    the message (esp.accepted_message_id) and mark it sent or queue it again,
@@ -22,6 +24,8 @@ the broker lost its queue:
 docs/sending.md explains the one window that remains.
 """
 
+import contextlib
+import functools
 import logging
 import os
 import random
@@ -30,11 +34,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from email.utils import parseaddr
 
 from django.conf import settings
 from django.core.mail import get_connection
+from django.db import DatabaseError, InterfaceError, OperationalError, transaction
 from django.db import connection as db
-from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -46,6 +51,9 @@ logger = logging.getLogger(__name__)
 RETRY_BASE_SECONDS = 2
 RETRY_MAX_SECONDS = 600
 TASK_BUDGET_SECONDS = 60  # a sending task hands over to a fresh one after this long
+# Pauses before writing again after the database connection was lost (a failover,
+# a restarted proxy, an idle connection cut): about eight seconds in all.
+RECONNECT_DELAYS = (0.1, 0.5, 2.0, 5.0)
 SUPPORTER_FIELDS = (
     "supporter__id",
     "supporter__email",
@@ -57,7 +65,8 @@ SUPPORTER_FIELDS = (
 
 
 def worker_name():
-    return f"{socket.gethostname()}:{os.getpid()}"[:100]
+    """Name the claimant: this machine, process and thread (tasks may run in threads)."""
+    return f"{socket.gethostname()[:60]}:{os.getpid()}:{threading.get_ident()}"[:100]
 
 
 # -- 1. audience --------------------------------------------------------------------------
@@ -122,6 +131,33 @@ def deliveries_analyze():
 
 
 # -- 2. claiming and sending -------------------------------------------------------------
+
+
+def _reconnecting(write):
+    """Run the idempotent database write `write` again after a lost connection.
+
+    What the ESP accepted must be recorded: a worker that gave up here would
+    leave the deliveries to the sweeper, which can ask only some ESPs what
+    they accepted, so with others they would end "fate unknown".
+    """
+
+    @functools.wraps(write)
+    def run(*args, **kwargs):
+        for delay in (*RECONNECT_DELAYS, None):
+            try:
+                return write(*args, **kwargs)
+            except (OperationalError, InterfaceError) as error:
+                if delay is None or db.in_atomic_block:
+                    raise
+                logger.warning(
+                    "Database connection lost while sending (%s); reconnecting in %ss",
+                    type(error).__name__,
+                    delay,
+                )
+                db.close()
+                time.sleep(delay)
+
+    return run
 
 
 def claim_size():
@@ -252,10 +288,35 @@ def mailing_send_batches(*, mailing_id: int, budget: float = TASK_BUDGET_SECONDS
         if not ids:
             mailing_finish_if_done(mailing_id=mailing_id)
             return "idle"
-        deliveries_send(mailing=mailing, ids=ids)
+        try:
+            deliveries_send(mailing=mailing, ids=ids)
+        except Exception:
+            # Redis or the database went away, or a bug: what never reached the
+            # ESP goes to another worker now, not when the lease runs out.
+            with contextlib.suppress(DatabaseError, InterfaceError):
+                deliveries_release(ids=ids, worker=worker)
+            raise
         if time.monotonic() > deadline:
             tasks.send_mailing_batches.delay(mailing_id)
             return "handed over"
+
+
+@_reconnecting
+def deliveries_release(*, ids: list[int], worker: str) -> int:
+    """Hand back the deliveries among `ids` that `worker` claimed and never dispatched.
+
+    Return how many were queued again. A delivery whose worker keeps
+    stopping before the ESP call is failed, as the sweeper does.
+    """
+    held = Delivery.objects.filter(
+        pk__in=ids, status=Delivery.Status.SENDING, claimed_by=worker, dispatched_at__isnull=True
+    )
+    held.filter(attempts__gte=settings.RALLY_SEND_MAX_ATTEMPTS).update(
+        status=Delivery.Status.FAILED,
+        claimed_until=None,
+        error="Its worker stopped before sending it, too many times.",
+    )
+    return held.update(status=Delivery.Status.QUEUED, claimed_until=None, claimed_by="")
 
 
 def deliveries_send(*, mailing: Mailing, ids: list[int]) -> None:
@@ -309,9 +370,31 @@ def _lease_left():
     return settings.RALLY_SEND_LEASE_SECONDS / 3
 
 
+@_reconnecting
 def _dispatch(rows):
-    """Commit that these deliveries are about to go to the ESP."""
-    Delivery.objects.filter(pk__in=[row.pk for row in rows]).update(dispatched_at=timezone.now())
+    """Commit that `rows` are about to go to the ESP; return those this worker still holds.
+
+    Their lease is renewed, so it outlasts the call (the lease is at least
+    twice the ESP call's timeout). A row whose lease ran out meanwhile (a
+    worker stalled for minutes) may be another worker's by now: left out.
+    """
+    if not rows:
+        return []
+    now = timezone.now()
+    until = now + timedelta(seconds=settings.RALLY_SEND_LEASE_SECONDS)
+    table = Delivery._meta.db_table
+    ids = ", ".join(["%s"] * len(rows))
+    with db.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET dispatched_at = %s, claimed_until = %s "  # noqa: S608
+            f"WHERE id IN ({ids}) AND status = %s AND claimed_by = %s AND claimed_until > %s "
+            "RETURNING id",
+            [now, until, *(row.pk for row in rows), Delivery.Status.SENDING, worker_name(), now],
+        )
+        held = {pk for (pk,) in cursor.fetchall()}
+    if len(held) < len(rows):
+        logger.warning("%s deliveries were no longer this worker's to send", len(rows) - len(held))
+    return [row for row in rows if row.pk in held]
 
 
 def _send_batch(mailing, prepared, rows, key, syntax):
@@ -332,7 +415,11 @@ def _send_batch(mailing, prepared, rows, key, syntax):
             rows, esp.Outcome(esp.SLOW_DOWN, "Waiting for the send rate.", throttle.paused_for())
         )
         return
-    _dispatch(rows)
+    held = _dispatch(rows)
+    if len(held) < len(rows):
+        if held:  # send what is still ours, in a message without the others
+            _send_batch(mailing, prepared, held, key, syntax)
+        return
     error = _send_one(key, message)
     if error is not None:
         outcome = esp.classify(error)
@@ -367,7 +454,10 @@ def _send_individually(mailing, prepared, rows, key):
             rest = chunk + rows[start + size :]
             _retry(rest, esp.Outcome(esp.SLOW_DOWN, "Waiting for the send rate.", 1.0))
             return
-        _dispatch(chunk)
+        held = {row.pk for row in _dispatch(chunk)}
+        if len(held) < len(chunk):
+            kept = [(row, m) for row, m in zip(chunk, messages, strict=True) if row.pk in held]
+            chunk, messages = [row for row, _ in kept], [m for _, m in kept]
         errors = list(executor.map(lambda message: _send_one(key, message), messages))
         sent, failures = [], []
         for row, message, error in zip(chunk, messages, errors, strict=True):
@@ -418,6 +508,7 @@ def _record_statuses(mailing, rows, anymail_status):
     _record_failures(mailing, failures)
 
 
+@_reconnecting
 def _record_sent(pairs):
     """Commit "sent" for (delivery, ESP message id) pairs: one statement per call's worth."""
     if not pairs:
@@ -488,6 +579,7 @@ def _retry(rows, outcome):
             )
 
 
+@_reconnecting
 def _record_failures(mailing, failures):
     if not failures:
         return
@@ -572,6 +664,7 @@ def deliveries_recover(*, mailing_id: int, now=None) -> dict:
         )
     )
     connection = get_connection()
+    sender = _sender(mailing_id)
     for row in rows:
         fate = expired.filter(pk=row.pk)  # still expired: a late worker may have finished it
         if row.pk in tracked:
@@ -582,7 +675,11 @@ def deliveries_recover(*, mailing_id: int, now=None) -> dict:
             continue
         try:
             message_id = esp.accepted_message_id(
-                connection, delivery_id=row.pk, address=row.supporter.email, since=row.dispatched_at
+                connection,
+                delivery_id=row.pk,
+                address=row.supporter.email,
+                since=row.dispatched_at,
+                sender=sender,
             )
         except esp.LookupUnavailable as error:
             counts["unknown"] += fate.update(
@@ -607,6 +704,12 @@ def deliveries_recover(*, mailing_id: int, now=None) -> dict:
     if any(counts.values()):
         logger.info("Mailing %s: recovered expired deliveries %s", mailing_id, counts)
     return counts
+
+
+def _sender(mailing_id):
+    """Return the From address `mailing_id` is sent with (some ESPs search by sending domain)."""
+    own = Mailing.objects.filter(pk=mailing_id).values_list("from_email", flat=True).first()
+    return own or parseaddr(settings.DEFAULT_FROM_EMAIL)[1]
 
 
 def deliveries_sweep(*, now=None) -> dict:
