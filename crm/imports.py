@@ -10,6 +10,7 @@ The admin's import screen (through crm.resources.SupporterResource), the
     import_confirm()   re-plan under locks, refuse if anything differs, apply
     import_revert()    undo what a batch created that nothing has touched since
     import_expire_previews()  forget files that were previewed but never confirmed
+    import_recover()   queue again an import whose worker died while applying it
 
 Work is set-based: existing supporters, subscriptions and suppressions are
 looked up in chunks of addresses, and rows are written with bulk inserts
@@ -1205,7 +1206,8 @@ def import_confirm(*, batch_id: int, actor=None) -> ImportBatch:
     Claim the batch (a batch is applied at most once), check the stored file
     still has the previewed hash, plan it again under row locks and refuse
     if the plan differs from the preview. On any failure nothing is
-    changed, the batch is marked failed and ImportFailed says why.
+    changed, the batch is marked failed and ImportFailed says why. If the
+    process dies instead, import_recover() queues the batch again.
     """
     now = timezone.now()
     claimed = ImportBatch.objects.filter(
@@ -1220,9 +1222,19 @@ def import_confirm(*, batch_id: int, actor=None) -> ImportBatch:
         raise ImportRefused(REFUSALS.get(batch.status, "This import cannot be confirmed."))
     actor = actor or batch.confirmed_by
     progress = _reporter(batch.pk)
+    # This claim, and no later one (import_recover may have queued the batch again).
+    mine = ImportBatch.objects.filter(
+        pk=batch.pk, status=ImportBatch.Status.RUNNING, started_at=now
+    )
     try:
         with _bulk_work(), transaction.atomic():
+            # The batch's row stays locked until the import commits or rolls back,
+            # which tells import_recover() that someone is applying it.
+            if not mine.select_for_update().exists():
+                raise ImportRefused("This import was restarted after an interruption.")
             counts = _confirm(batch, actor=actor, progress=progress)
+    except ImportRefused:
+        raise
     except ImportFailed as error:
         message = error.messages[0]
     except IntegrityError:
@@ -1243,7 +1255,7 @@ def import_confirm(*, batch_id: int, actor=None) -> ImportBatch:
         batch.refresh_from_db()
         logger.info("Import batch %s applied: %s", batch.pk, counts)
         return batch
-    ImportBatch.objects.filter(pk=batch.pk).update(
+    mine.update(
         status=ImportBatch.Status.FAILED,
         error=message,
         finished_at=timezone.now(),
@@ -1251,6 +1263,64 @@ def import_confirm(*, batch_id: int, actor=None) -> ImportBatch:
     )
     progress("failed", 0, batch.row_count)
     raise ImportFailed(message)
+
+
+# A batch whose worker dies this many times is failed rather than queued again:
+# an import that kills its worker (for memory, say) would otherwise loop.
+MAX_INTERRUPTIONS = 3
+
+
+def import_recover() -> list[int]:
+    """Queue again each import whose worker stopped while applying it; return their ids.
+
+    A worker killed mid-import (a crash, a deploy, the out-of-memory killer)
+    leaves its batch "running" while the database rolls the import back. A
+    live import holds its batch's row lock until it commits, so a running
+    batch that can be locked has nobody applying it. Confirming it again
+    checks, as ever, that nothing changed since the preview.
+    Run periodically (Celery beat); safe at any time, any number of times.
+    """
+    from crm import tasks
+
+    recovered = []
+    running = ImportBatch.objects.filter(status=ImportBatch.Status.RUNNING)
+    for batch_id in running.values_list("pk", flat=True):
+        with transaction.atomic():
+            batch = (
+                running.select_for_update(skip_locked=True)
+                .filter(pk=batch_id)
+                .only("pk", "counts", "row_count", "confirmed_by_id")
+                .first()
+            )
+            if batch is None:
+                continue  # being applied right now
+            interruptions = (batch.counts or {}).get("interruptions", 0) + 1
+            if interruptions > MAX_INTERRUPTIONS:
+                logger.error("Import batch %s stopped %s times; failed", batch.pk, interruptions)
+                ImportBatch.objects.filter(pk=batch.pk).update(
+                    status=ImportBatch.Status.FAILED,
+                    error=(
+                        f"The import stopped {interruptions} times before finishing (its worker "
+                        "was stopped, perhaps for lack of memory), so nothing was imported. "
+                        "Split the file into smaller files and import each."
+                    ),
+                    finished_at=timezone.now(),
+                    file_data=None,
+                    plan_data=None,
+                )
+                _reporter(batch.pk)("failed", 0, batch.row_count)
+                continue
+            ImportBatch.objects.filter(pk=batch.pk).update(
+                status=ImportBatch.Status.QUEUED,
+                started_at=None,
+                counts={**(batch.counts or {}), "interruptions": interruptions},
+            )
+            _reporter(batch.pk)("queued", 0, batch.row_count)
+            tasks.import_confirm.delay_on_commit(batch.pk, batch.confirmed_by_id)
+            recovered.append(batch.pk)
+    if recovered:
+        logger.warning("Import batches %s were interrupted; queued again", recovered)
+    return recovered
 
 
 def _confirm(batch, *, actor, progress):

@@ -27,3 +27,9 @@ def import_confirm(batch_id, actor_id=None):
 @shared_task
 def expire_import_previews():
     return imports.import_expire_previews()
+
+
+@shared_task(ignore_result=True)
+def recover_imports():
+    """Queue again imports whose worker died mid-import (run by Celery beat)."""
+    imports.import_recover()

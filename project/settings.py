@@ -193,6 +193,11 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Forgets uploaded partner files that were previewed but never confirmed.
     "crm-expire-import-previews": {"task": "crm.tasks.expire_import_previews", "schedule": 3600.0},
+    # Queues again partner imports whose worker died mid-import.
+    "crm-recover-imports": {
+        "task": "crm.tasks.recover_imports",
+        "schedule": env.float("RALLY_SWEEP_SECONDS", default=30.0),
+    },
 }
 CELERY_TASK_ROUTES = {
     "mailings.tasks.send_mailing_batches": {"queue": "sending"},
