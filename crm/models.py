@@ -149,7 +149,9 @@ class Supporter(models.Model):
     email = models.EmailField(max_length=254)
     # Keyed hash of the normalised address, the same as on the suppression list,
     # so "is this supporter suppressed?" is an indexed join, not a Python loop.
-    email_hash = models.CharField(max_length=64, editable=False, db_index=True)
+    # Indexed in Meta: db_index would add a second, pattern-matching index on
+    # PostgreSQL that no query uses (hashes are only compared whole).
+    email_hash = models.CharField(max_length=64, editable=False)
     first_name = models.CharField(max_length=100, blank=True)
     last_name = models.CharField(max_length=100, blank=True)
     postcode = models.CharField(max_length=16, blank=True)
@@ -213,6 +215,7 @@ class Supporter(models.Model):
             ),
         ]
         indexes = [
+            models.Index(fields=["email_hash"], name="crm_supporter_email_hash"),
             models.Index(fields=["status"], name="crm_supporter_status"),
             models.Index(fields=["partner", "status"], name="crm_supporter_partner"),
             models.Index(fields=["country"], name="crm_supporter_country"),
