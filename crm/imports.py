@@ -1630,14 +1630,23 @@ class _PostgresWriter(_DjangoWriter):
     """
 
     def _copy(self, table, columns, rows):
+        # Binary COPY: values go as the columns' own types, which spares
+        # formatting and escaping every value as text (most of the Python time).
         quote = connection.ops.quote_name
         names = ", ".join(quote(column) for column in columns)
-        with (
-            connection.cursor() as cursor,
-            cursor.cursor.copy(f"COPY {quote(table)} ({names}) FROM STDIN") as copy,
-        ):
-            for row in rows:
-                copy.write_row(row)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT attname, atttypid FROM pg_attribute "
+                "WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped",
+                [quote(table)],
+            )
+            types = dict(cursor.fetchall())
+            with cursor.cursor.copy(
+                f"COPY {quote(table)} ({names}) FROM STDIN (FORMAT BINARY)"
+            ) as copy:
+                copy.set_types([types[column] for column in columns])
+                for row in rows:
+                    copy.write_row(row)
 
     def insert_supporters(self, rows, *, fixed):
         # Take ids from the table's own sequence, then COPY the rows with them.
