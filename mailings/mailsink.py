@@ -788,6 +788,12 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 1024
     sink: MailSink
 
+    def handle_error(self, request, client_address):
+        # A client that dies mid-request (a killed worker) resets its connection:
+        # that is the client's fault being simulated, not the sink's.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
 
 # -- ESP dialects ------------------------------------------------------------------------
 

@@ -34,10 +34,15 @@ def database_url():
 
 
 class Worker:
-    """A `celery worker -B` subprocess that can be killed like a crashed machine."""
+    """A `celery worker -B` subprocess that can be killed like a crashed machine.
 
-    def __init__(self, tmp_path, sink, *, batch, **env):
+    `queues` are the queues it consumes; `env` overrides its environment (e.g.
+    RALLY_SEND_RATE="50", or REDIS_URL for a broker of the test's own).
+    """
+
+    def __init__(self, tmp_path, sink, *, batch, queues="celery,sending", **env):
         self.tmp_path = tmp_path
+        self.queues = queues
         self.env = {
             **os.environ,
             "DATABASE_URL": database_url(),
@@ -86,7 +91,7 @@ class Worker:
                 "worker",
                 "--beat",
                 "--queues",
-                "celery,sending",
+                self.queues,
                 "--concurrency",
                 "2",
                 "--loglevel",
@@ -109,8 +114,25 @@ class Worker:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(timeout=10)
 
+    def restart(self):
+        """Kill the worker (SIGKILL) and start a fresh one, as after a crash."""
+        self.kill()
+        self.start()
+
+    @property
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
     def logs(self):
         return "\n".join(p.read_text()[-3000:] for p in sorted(self.tmp_path.glob("worker-*.log")))
+
+    def log_count(self, text):
+        """Return how many lines of this worker's logs, over every start, contain `text`."""
+        return sum(
+            line.count(text) > 0
+            for path in self.tmp_path.glob("worker-*.log")
+            for line in path.read_text().splitlines()
+        )
 
 
 def subscribers(count):
@@ -145,7 +167,8 @@ def assert_exactly_once(sink, mailing, supporters):
     assert duplicates == {}, f"sent twice: {duplicates}"
     assert set(received) == {s.email for s in supporters}, "someone was missed"
     deliveries = Delivery.objects.filter(mailing=mailing)
-    assert Counter(deliveries.values_list("status", flat=True)) == {"sent": len(supporters)}
+    statuses = Counter(deliveries.values_list("status", flat=True))
+    assert statuses == {"sent": len(supporters)}, f"delivery statuses: {dict(statuses)}"
     # The ESP's record of each message names the delivery that sent it.
     by_address = {m.address: m.metadata["delivery_id"] for m in sink.messages()}
     expected = {d.supporter.email: str(d.pk) for d in deliveries.select_related("supporter")}
