@@ -709,6 +709,8 @@ def _read_rows(table, columns, lookups):
     # CSV and TSV cells are always text; spreadsheets and JSON hold numbers and dates too.
     all_text = table.file_format in ("csv", "tsv")
     text = str.strip if all_text else _cell_text
+    # Interests cell -> (interest ids, unknown names): a list repeats a few values.
+    interest_cells = {}
     rows = []
     for offset, cells in enumerate(table.rows):
         width = len(cells)
@@ -768,15 +770,14 @@ def _read_rows(table, columns, lookups):
         interest_ids = set(lookups.default_interest_ids)
         if interests_at is not None and interests_at < width:
             named = text(cells[interests_at])
-            for token in SPLIT_INTERESTS.split(named) if named else ():
-                if not token:
-                    continue
-                pk = lookups.interest_keys.get(token.lower())
-                if pk is None:
-                    known = ", ".join(i.slug for i in lookups.interests.values())
-                    row.fail(f"“{token[:40]}” is not a known interest (known: {known})")
-                else:
-                    interest_ids.add(pk)
+            parsed = interest_cells.get(named)
+            if parsed is None:
+                parsed = interest_cells[named] = _parse_interests(named, lookups)
+            found, unknown = parsed
+            interest_ids |= found
+            for token in unknown:
+                known = ", ".join(i.slug for i in lookups.interests.values())
+                row.fail(f"“{token[:40]}” is not a known interest (known: {known})")
         if not interest_ids and row.outcome != ERROR:
             row.fail(
                 "no interest to subscribe to: fill the Interests column or choose interests "
@@ -803,6 +804,20 @@ def _read_rows(table, columns, lookups):
         if row.outcome == ERROR:
             row.message = f"Row {row.number}: {row.message}."
     return rows
+
+
+def _parse_interests(named, lookups):
+    """Return the ids of the interests a cell names, and the names that match none."""
+    found, unknown = set(), []
+    for token in SPLIT_INTERESTS.split(named) if named else ():
+        if not token:
+            continue
+        pk = lookups.interest_keys.get(token.lower())
+        if pk is None:
+            unknown.append(token)
+        else:
+            found.add(pk)
+    return frozenset(found), unknown
 
 
 def _merge_duplicates(rows):
