@@ -1263,9 +1263,7 @@ def import_enqueue(*, batch: ImportBatch, actor=None) -> bool:
             pk=batch.pk, status=ImportBatch.Status.PREVIEWED
         ).update(status=ImportBatch.Status.QUEUED, confirmed_by=actor)
         if claimed:
-            cache.set(
-                progress_key(batch.pk), {"stage": "queued", "done": 0, "total": batch.row_count}
-            )
+            _reporter(batch.pk)("queued", 0, batch.row_count)
             tasks.import_confirm.delay_on_commit(batch.pk, actor.pk if actor else None)
     return bool(claimed)
 
@@ -1353,7 +1351,7 @@ MAX_INTERRUPTIONS = 3
 
 
 def import_recover() -> list[int]:
-    """Queue again each import whose worker stopped while applying it; return their ids.
+    """Queue again each import whose worker stopped, or whose task was lost; return their ids.
 
     A worker killed mid-import (a crash, a deploy, the out-of-memory killer)
     leaves its batch "running" while the database rolls the import back. A
@@ -1400,8 +1398,18 @@ def import_recover() -> list[int]:
             _reporter(batch.pk)("queued", 0, batch.row_count)
             tasks.import_confirm.delay_on_commit(batch.pk, batch.confirmed_by_id)
             recovered.append(batch.pk)
+    # A waiting batch's progress note is kept beside the broker's queue (in
+    # Redis, for an hour). Without it, the queued task may have been lost with
+    # the broker's data (Redis restarted empty): queue it again. A second task
+    # is harmless, as only one can claim the batch.
+    waiting = ImportBatch.objects.filter(status=ImportBatch.Status.QUEUED)
+    for pk, rows, actor_id in waiting.values_list("pk", "row_count", "confirmed_by_id"):
+        if not import_progress(batch_id=pk):
+            _reporter(pk)("queued", 0, rows)
+            tasks.import_confirm.delay_on_commit(pk, actor_id)
+            recovered.append(pk)
     if recovered:
-        logger.warning("Import batches %s were interrupted; queued again", recovered)
+        logger.warning("Import batches %s were interrupted or lost; queued again", recovered)
     return recovered
 
 

@@ -4,6 +4,7 @@ import contextlib
 import threading
 
 import pytest
+from django.core.cache import cache
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -44,6 +45,27 @@ def test_interrupted_import_is_queued_again_and_applied_once(
     ]
     assert ConsentRecord.objects.filter(import_batch=batch).count() == 2
     assert imports.import_recover() == []
+
+
+@pytest.mark.django_db
+def test_waiting_import_whose_task_was_lost_is_queued_again(
+    partner_list, interest, membership_user, fresh_cache, django_capture_on_commit_callbacks
+):
+    """Redis restarted empty: the queued task went with the progress note kept beside it."""
+    preview = partner_list(LIST, interests=[interest], actor=membership_user)
+    with django_capture_on_commit_callbacks(execute=False):
+        imports.import_enqueue(batch=preview.batch, actor=membership_user)
+    assert imports.import_recover() == []  # still waiting in the queue: left alone
+
+    cache.clear()
+    with django_capture_on_commit_callbacks(execute=False):
+        assert imports.import_recover() == [preview.batch.pk]
+    assert imports.import_progress(batch_id=preview.batch.pk)["stage"] == "queued"
+    assert imports.import_recover() == []
+    tasks.import_confirm(preview.batch.pk, membership_user.pk)  # what the queued task runs
+
+    assert ImportBatch.objects.get(pk=preview.batch.pk).status == ImportBatch.Status.DONE
+    assert Supporter.objects.count() == 2
 
 
 @pytest.mark.django_db
