@@ -110,7 +110,11 @@ def parse_args():
         default=0,
         help="messages/s (RALLY_SEND_RATE); 0: spread the send over the window",
     )
+    parser.add_argument("--no-send", action="store_true", help="no newsletter during the load")
     parser.add_argument("--latency-ms", type=float, default=100, help="ESP simulator")
+    parser.add_argument(
+        "--nice", type=int, default=10, help="niceness of the workers and the simulator (0: none)"
+    )
     for name, rate in [
         ("preferences", 40),
         ("unsubscribe", 10),
@@ -267,10 +271,13 @@ def spawn(command, env, log):
 def start_processes(args, tmp):
     env = server_env(args)
     python, gunicorn = sys.executable, ROOT / ".venv/bin/gunicorn"
-    celery = f"{python} -m celery --app project"
+    # Background work yields the CPU to web requests (docs/deploy.md, "Sizing"); the
+    # simulator stands for an ESP on another continent, so it yields too.
+    nice = f"nice -n {args.nice}" if args.nice else ""
+    celery = f"{nice} {python} -m celery --app project"
     quiet = "--loglevel WARNING --without-gossip --without-mingle"
     commands = {
-        "sink": f"{python} -m mailings.mailsink --port {args.sink_port} "
+        "sink": f"{nice} {python} -m mailings.mailsink --port {args.sink_port} "
         f"--latency-ms {args.latency_ms} --keep-bodies 100",
         "web": f"{gunicorn} project.wsgi --bind 127.0.0.1:{args.port} "
         f"--workers {args.web_workers} --worker-class gthread --threads {args.web_threads} "
@@ -573,6 +580,7 @@ async def _one(connections, make, due, stats, expect):
     # From when the request was due, not when it was sent: a server that falls
     # behind is not flattered by a generator that waits for it.
     stats["latency"].append(time.monotonic() - due)
+    stats["due"].append(due)
     if status == 200 and expect in content:
         stats["events"] += events
     else:
@@ -608,7 +616,9 @@ async def _endpoint(port, make, rate, limit, start, stop_at, stats, expect):
 
 
 def _generate(port, specs, connections, start, stop_at, queue):
-    results = {name: {"latency": [], "bad": 0, "errors": 0, "events": 0} for name, *_ in specs}
+    results = {
+        name: {"latency": [], "due": [], "bad": 0, "errors": 0, "events": 0} for name, *_ in specs
+    }
 
     async def main():
         await asyncio.gather(
@@ -620,6 +630,15 @@ def _generate(port, specs, connections, start, stop_at, queue):
 
     asyncio.run(main())
     queue.put(results)
+
+
+def warm_up(args, specs):
+    """Give every gunicorn process a few requests of each kind (templates, views, connections)."""
+    queue = multiprocessing.Queue()
+    start = time.monotonic() + 0.2
+    gentle = [(name, 10, make, expect) for name, rate, make, expect in specs if rate >= 0]
+    _generate(args.port, gentle, 8, start, start + 3, queue)
+    queue.get()
 
 
 def drive(args, specs, watch):
@@ -727,7 +746,8 @@ def main():
         f"machine: {os.cpu_count()} cores, load average {load[0]:.2f} {load[1]:.2f} "
         f"{load[2]:.2f} before the run\n"
         f"gunicorn gthread {args.web_workers} workers x {args.web_threads} threads; "
-        f"celery: sender (2), webhooks ({args.webhook_workers}), default (1), beat; "
+        f"celery: sender (2), webhooks ({args.webhook_workers}), default (1), beat"
+        f"{f', at nice {args.nice}' if args.nice else ''}; "
         f"ESP simulator {args.latency_ms:g} ms per call; up to {args.connections} connections "
         f"per endpoint; {args.seconds:g} s\n"
         f"send: {args.recipients:,} recipients, {args.send_mode} "
@@ -737,9 +757,10 @@ def main():
     processes = start_processes(args, tmp)
     sink = MailSinkClient(f"http://127.0.0.1:{args.sink_port}")
     backlog = []
+    specs = endpoints(args, data)
     try:
+        warm_up(args, specs)
         sink.clear()
-        time.sleep(3)  # let the workers connect to the broker
         mailing = Mailing.objects.create(
             name="Load bench newsletter",
             subject='{{ first_name|default:"Friend" }}, the UK\'s duty to prevent atrocities',
@@ -749,23 +770,30 @@ def main():
         staff, _ = get_user_model().objects.get_or_create(
             username="loadbench", defaults={"is_staff": True}
         )
-        services.mailing_send_now(mailing=mailing, actor=staff)
-        deadline = time.monotonic() + 60
-        while sink.count() == 0:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the send did not start; see {tmp}/processes.log")
-            time.sleep(0.2)
+        if not args.no_send:
+            services.mailing_send_now(mailing=mailing, actor=staff)
+            deadline = time.monotonic() + 60
+            while sink.count() == 0:
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"the send did not start; see {tmp}/processes.log")
+                time.sleep(0.2)
         sent_before = sink.count()
         print(f"sending started ({sent_before:,} accepted); driving the endpoints\n")
         cpu_before, busy_before = cpu_by_group(processes, database), machine_busy()
         children_before = os.times()
+        recorded_before = DeliveryEvent.objects.filter(mailing=data["earlier"]).count()
 
         def watch():
             backlog.append(DeliveryEvent.objects.filter(pending=True).count())
 
-        results, elapsed = drive(args, endpoints(args, data), watch)
+        window_start = time.monotonic() + 0.5  # as drive() starts the clock
+        results, elapsed = drive(args, specs, watch)
         children_after = os.times()
         cpu_after, busy_after = cpu_by_group(processes, database), machine_busy()
+        applied_in_window = (
+            DeliveryEvent.objects.filter(mailing=data["earlier"], pending=False).count()
+            - recorded_before
+        )
         sent_after = sink.count()
         load_after = os.getloadavg()
 
@@ -809,6 +837,16 @@ def main():
             f"{pct(0.99):>7.0f} {(latency[-1] * 1000 if latency else 0):>7.0f}"
             + (f"  statuses {stats['statuses']}" if stats.get("statuses") else "")
         )
+    # When the slow requests happened: the worst latency of each 5 seconds, all endpoints.
+    worst = {}
+    for stats in results.values():
+        for due, latency in zip(stats["due"], stats["latency"], strict=True):
+            slot = int((due - window_start) // 5)
+            worst[slot] = max(worst.get(slot, 0), latency)
+    print(
+        "worst latency per 5 s: "
+        + ", ".join(f"{slot * 5}s {worst[slot] * 1000:.0f} ms" for slot in sorted(worst))
+    )
     ingestion = webhook_events / elapsed
     print(
         f"\nwebhook ingestion: {ingestion:,.0f} events/s accepted over {elapsed:.1f} s; "
@@ -834,6 +872,18 @@ def main():
         "CPU used during the window, in cores: "
         + ", ".join(f"{name} {seconds / elapsed:.2f}" for name, seconds in spent.items())
     )
+    served = sum(len(stats["latency"]) for stats in results.values())
+    server = spent["web"] + spent["postgresql"]
+    print(
+        f"server CPU per request (gunicorn and PostgreSQL): {server / served * 1000:.2f} ms "
+        f"(gunicorn {spent['web'] / served * 1000:.2f}); per webhook event: "
+        f"{server / max(1, webhook_events) * 1000:.3f} ms if the webhooks were all there was"
+    )
+    if applied_in_window:
+        print(
+            f"webhooks worker: {spent['webhooks'] / applied_in_window * 1000:.2f} ms of CPU per "
+            f"event applied ({applied_in_window:,} events in the window)"
+        )
 
     # Every supporter a bounce or complaint was recorded for has exactly one
     # suppression (the table is unique on the address's hash) and the status.

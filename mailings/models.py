@@ -279,7 +279,11 @@ class DeliveryEvent(models.Model):
     """
 
     delivery = models.ForeignKey(Delivery, on_delete=models.CASCADE, related_name="events")
-    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="events")
+    # Indexed by mailings_event_report, which starts with it: one index fewer
+    # for every event a webhook records.
+    mailing = models.ForeignKey(
+        Mailing, on_delete=models.CASCADE, related_name="events", db_index=False
+    )
     esp_name = models.CharField(max_length=32)
     # The ESP's event id, or a digest of what identifies the event when the
     # ESP sends none (see tracking.dedupe_key).
