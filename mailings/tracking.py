@@ -14,9 +14,11 @@ it can, and the rest happens in batches:
 2. **Apply** (`mailings.tasks.apply_tracking_events`, on the "webhooks" queue):
    queued when events arrive (at most one waiting at a time) and every
    RALLY_TRACKING_APPLY_SECONDS by beat, it takes pending events oldest first
-   (`FOR UPDATE SKIP LOCKED`, so several workers can share the work) and applies
-   each batch in one transaction: the deliveries' timestamps with one UPDATE
-   per column, then every supporter an event says must not be emailed again.
+   (`FOR UPDATE SKIP LOCKED`, so several workers can share the work), applies
+   a batch's delivery timestamps in one transaction (one UPDATE per column),
+   then stops mail to each supporter an event says must not be emailed again,
+   one short transaction per supporter. An event stays pending until all it
+   calls for is done.
 
 Order never matters: first-time fields keep the earliest time and `last_*`
 fields the latest, and a supporter's status only moves towards the strongest
