@@ -1208,6 +1208,7 @@ def import_preview(
                     created_by=actor,
                 )
                 batch.interests.set(interests)
+        plan.state = None  # read only for the digest; the preview page does not need it
     return ImportPreview(table=table, plan=plan, batch=batch, duplicate_of=duplicate_of)
 
 
