@@ -144,3 +144,16 @@ def test_a_newer_change_refuses_a_preview_that_compared_timestamps(partner_list,
     with pytest.raises(ImportFailed, match="changed since the preview"):
         imports.import_confirm(batch_id=preview.batch.pk)
     assert Supporter.objects.get(pk=people["tomas"].pk).last_name == "Ó\tBriain"
+
+
+def test_a_preview_with_nobody_to_import_confirms_and_writes_nothing(partner_list, interest):
+    """Every row has an error and the valid rows (none) are imported; the check reads nothing."""
+    preview = partner_list("Email\nnot-an-email\n", interests=[interest], skip_invalid=True)
+    state = database_state()
+    batch = imports.import_confirm(batch_id=preview.batch.pk)
+    assert (batch.status, batch.counts["error"], batch.counts["created"]) == (
+        ImportBatch.Status.DONE,
+        1,
+        0,
+    )
+    assert database_state() == state
