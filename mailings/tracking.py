@@ -111,6 +111,8 @@ EVENT_IDS = {
 
 # Events applied per transaction.
 APPLY_BATCH = 1000
+# How long a queued apply task waits, gathering the events that follow.
+APPLY_DELAY_SECONDS = 1
 # The cache key that says an apply task is queued and has not started yet.
 APPLY_QUEUED_KEY = "rally.tracking.apply-queued"
 # Errors that pass (the database restarting, a deadlock): the events stay
@@ -328,14 +330,16 @@ def _aware(moment):
 def events_apply_soon() -> None:
     """Queue the apply task, unless one is already queued and has not started.
 
-    Never raises: the events are safe in the database, and beat's periodic
-    run applies them if the broker cannot be reached now.
+    The task starts APPLY_DELAY_SECONDS later, so that the events arriving
+    meanwhile are applied together rather than a few per task. Never raises:
+    the events are safe in the database, and beat's periodic run applies them
+    if the broker cannot be reached now.
     """
     from mailings import tasks
 
     try:
         if cache.add(APPLY_QUEUED_KEY, 1, timeout=60):
-            tasks.apply_tracking_events.delay()
+            tasks.apply_tracking_events.apply_async(countdown=APPLY_DELAY_SECONDS)
     except Exception:
         logger.warning("Could not queue the tracking events task; beat will run it", exc_info=True)
         with contextlib.suppress(Exception):
