@@ -5,7 +5,7 @@ bulk, preview the plan, apply exactly that plan, and revert it.
 The admin's import screen (through crm.resources.SupporterResource), the
 `import_supporters` command and the Celery task all run these functions:
 
-    import_preview()   read and check the file, plan each row, keep a batch
+    import_preview()   read and check the file, plan each row, keep the plan as a batch
     import_enqueue()   hand a large confirmed batch to a worker
     import_confirm()   check under locks that nothing changed, apply the plan
     import_revert()    undo what a batch created that nothing has touched since
@@ -13,8 +13,9 @@ The admin's import screen (through crm.resources.SupporterResource), the
     import_recover()   queue again an import whose worker died while applying it
 
 Work is set-based: existing supporters, subscriptions and suppressions are
-looked up in chunks of addresses, and rows are written with bulk inserts
-(COPY on PostgreSQL), so a 100,000-row file takes seconds, not minutes.
+looked up in chunks of addresses, and rows are written in bulk (on
+PostgreSQL, binary COPY and INSERT ... SELECT), so a 100,000-row file takes
+seconds, not minutes.
 Messages kept on a batch and written to logs never contain email addresses.
 """
 
