@@ -1448,8 +1448,8 @@ def _confirm(batch, *, actor, progress):
     if _preview_digest(payload, fingerprint) != batch.preview_digest:
         raise ImportFailed(
             "Supporters in this file changed since the preview (someone unsubscribed, was "
-            "edited or was added), so nothing was imported. Upload the file again to see a "
-            "fresh preview."
+            "edited, suppressed or added), so nothing was imported. Upload the file again to "
+            "see a fresh preview."
         )
     now = timezone.now()
     written = _apply(plan, batch=batch, actor=actor, now=now, progress=progress)
@@ -1497,8 +1497,8 @@ def _apply(plan, *, batch, actor, now, progress):
         "created_at": now,
         "updated_at": now,
     }
+    hashes = plan["hashes"]
     for chunk in _chunks(creating):
-        hashes = plan["hashes"]
         ids = writer.insert_supporters(
             [(entry[1], hashes[entry[0]], *entry[2:-1]) for entry in chunk], fixed=fixed
         )
@@ -1535,8 +1535,8 @@ def _apply(plan, *, batch, actor, now, progress):
     }
 
 
-# Columns of a new supporter as a stored plan holds them (ImportPlan.payload),
-# without the interests; then those every new supporter of a batch shares.
+# What differs between the new supporters of a batch; what they share is
+# added by the writer (`fixed` in _apply).
 NEW_COLUMNS = ("email", "email_hash", *PERSON_FIELDS, "partner_id")
 SUBSCRIPTION_COLUMNS = (
     "supporter_id",
@@ -1650,8 +1650,9 @@ class _PostgresWriter(_DjangoWriter):
     """Bulk writes with COPY and set-based SQL: several times faster than the ORM.
 
     Rows are derived in the database where they can be (history from the
-    supporter rows, consent records from the subscriptions written), so only
-    the supporters and their changes travel from Python.
+    supporter rows, subscriptions and consent records from one list of ids
+    per 10,000), so only the new supporters and the filled fields travel
+    from Python row by row.
     """
 
     def _copy(self, table, columns, rows):
