@@ -188,7 +188,7 @@ def delivery_events_record(*, events, esp_name: str) -> int:
     # A statement takes at most 65,535 parameters (PostgreSQL) or 32,766 (SQLite).
     recorded = sum(_insert(rows[n : n + 1000], now) for n in range(0, len(rows), 1000))
     if recorded:
-        transaction.on_commit(events_apply_soon)
+        transaction.on_commit(delivery_events_apply_soon)
     if None in deliveries:
         # Not ours (another system's mail on the same ESP account) or a test send.
         logger.info(
@@ -327,7 +327,7 @@ def _aware(moment):
     return timezone.make_aware(moment, datetime.UTC)
 
 
-def events_apply_soon() -> None:
+def delivery_events_apply_soon() -> None:
     """Queue the apply task, unless one is already queued and has not started.
 
     The task starts APPLY_DELAY_SECONDS later, so that the events arriving
@@ -377,7 +377,7 @@ def delivery_events_apply_pending(*, budget: float = 50.0) -> int:
         if applied < APPLY_BATCH:
             return total
         if time.monotonic() - started > budget:
-            events_apply_soon()
+            delivery_events_apply_soon()
             return total
 
 
