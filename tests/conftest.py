@@ -35,7 +35,6 @@ def pytest_collection_modifyitems(config, items):
 def _fast_and_local(settings, tmp_path):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
-    settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.SITE_URL = "https://rally.example.org"
     settings.STORAGES = {
         **settings.STORAGES,

@@ -110,7 +110,7 @@ def test_an_upload_over_the_size_limit_is_refused(staff_client, partner, setting
 
 
 def test_large_files_import_on_a_worker_with_a_progress_bar(
-    staff_client, partner, interest, settings, django_capture_on_commit_callbacks
+    staff_client, partner, interest, settings, tasks_run_now, django_capture_on_commit_callbacks
 ):
     settings.RALLY_IMPORT_ASYNC_THRESHOLD = 1
     preview = upload(staff_client, partner)
@@ -128,7 +128,6 @@ def test_large_files_import_on_a_worker_with_a_progress_bar(
     waiting = staff_client.get(progress_url).json()
     assert (waiting["status"], waiting["finished"], waiting["percent"]) == ("queued", False, 0)
 
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     for callback in callbacks:
         callback()
     done = staff_client.get(progress_url).json()

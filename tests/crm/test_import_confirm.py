@@ -130,9 +130,8 @@ def test_previewing_a_file_with_errors_stores_nothing(partner_list, interest):
 
 
 def test_large_confirm_runs_on_a_worker_and_reports_progress(
-    partner_list, interest, membership_user, settings, django_capture_on_commit_callbacks
+    partner_list, interest, membership_user, tasks_run_now, django_capture_on_commit_callbacks
 ):
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     preview = partner_list(LIST, interests=[interest])
     with django_capture_on_commit_callbacks(execute=True):
         assert imports.import_enqueue(batch=preview.batch, actor=membership_user) is True
