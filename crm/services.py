@@ -60,15 +60,41 @@ def _audit(kind, *, supporter=None, actor=None, source="", **detail):
     )
 
 
-def _consent_record(*, supporter, interest, action, method, actor, actor_label, **extra):
-    return ConsentRecord.objects.create(
-        supporter=supporter,
-        interest=interest,
-        action=action,
-        method=method,
-        actor=actor,
-        actor_label=actor_label,
-        **extra,
+def _record_consent(*, supporter, topics, action, method, actor, actor_label, now, **details):
+    """Write one consent record and one audit event per topic (None meaning all email)."""
+    mailing = details.get("mailing")
+    ConsentRecord.objects.bulk_create(
+        ConsentRecord(
+            supporter=supporter,
+            interest=topic,
+            action=action,
+            method=method,
+            actor=actor,
+            actor_label=actor_label,
+            created_at=now,
+            **details,
+        )
+        for topic in topics
+    )
+    kind = (
+        AuditEvent.Kind.CONSENT_GRANTED
+        if action == ConsentRecord.Action.GRANTED
+        else AuditEvent.Kind.CONSENT_WITHDRAWN
+    )
+    AuditEvent.objects.bulk_create(
+        AuditEvent(
+            kind=kind,
+            supporter=supporter,
+            actor=actor,
+            source=actor_label or method,
+            detail={
+                "interest": topic.slug if topic else None,
+                "method": method,
+                "mailing": mailing.pk if mailing else None,
+            },
+            created_at=now,
+        )
+        for topic in topics
     )
 
 
@@ -123,29 +149,21 @@ def consent_grant(
                 supporter.status = Supporter.Status.ACTIVE
                 supporter.save(update_fields=["status", "updated_at"])
         if changed:
-            _consent_record(
+            _record_consent(
                 supporter=supporter,
-                interest=interest,
+                topics=[interest],
                 action=ConsentRecord.Action.GRANTED,
                 method=method,
+                actor=actor,
+                actor_label=actor_label,
+                now=now,
                 lawful_basis=lawful_basis,
                 wording=wording,
                 wording_version=wording_version,
                 partner=partner,
                 import_batch=import_batch,
                 mailing=mailing,
-                actor=actor,
-                actor_label=actor_label,
                 ip_address=ip_address,
-                created_at=now,
-            )
-            _audit(
-                AuditEvent.Kind.CONSENT_GRANTED,
-                supporter=supporter,
-                actor=actor,
-                source=actor_label or method,
-                interest=interest.slug if interest else None,
-                method=method,
             )
     return changed
 
@@ -190,35 +208,17 @@ def supporter_unsubscribe(
             supporter.save(update_fields=["status", "updated_at"])
             changed = True
         if changed:
-            ConsentRecord.objects.bulk_create(
-                ConsentRecord(
-                    supporter=supporter,
-                    interest=topic,
-                    action=ConsentRecord.Action.WITHDRAWN,
-                    method=method,
-                    mailing=mailing,
-                    actor=actor,
-                    actor_label=actor_label,
-                    wording=wording,
-                    ip_address=ip_address,
-                    created_at=now,
-                )
-                for topic in left
-            )
-            AuditEvent.objects.bulk_create(
-                AuditEvent(
-                    kind=AuditEvent.Kind.CONSENT_WITHDRAWN,
-                    supporter=supporter,
-                    actor=actor,
-                    source=actor_label or method,
-                    detail={
-                        "interest": topic.slug if topic else None,
-                        "method": method,
-                        "mailing": mailing.pk if mailing else None,
-                    },
-                    created_at=now,
-                )
-                for topic in left
+            _record_consent(
+                supporter=supporter,
+                topics=left,
+                action=ConsentRecord.Action.WITHDRAWN,
+                method=method,
+                actor=actor,
+                actor_label=actor_label,
+                now=now,
+                mailing=mailing,
+                wording=wording,
+                ip_address=ip_address,
             )
     return changed
 
