@@ -45,7 +45,7 @@ def healthz(request):
 
 def _page(request, template, context=None, *, status=200, frame_ancestors="'none'"):
     context = {"site_name": settings.SITE_NAME, **(context or {})}
-    response = render(request, f"supporters/{template}", context, status=status)
+    response = render(request, f"supporters/{template}", context, status=status, using="jinja2")
     response["Content-Security-Policy"] = CSP.format(frame_ancestors=frame_ancestors)
     # Personal pages: never kept by a shared cache or the browser's history cache.
     add_never_cache_headers(response)

@@ -84,6 +84,12 @@ TEMPLATES = [
             ],
         },
     },
+    {
+        # The supporter pages (preference centre, unsubscribe, sign-up): see project/jinja2.py.
+        "BACKEND": "django.template.backends.jinja2.Jinja2",
+        "DIRS": [BASE_DIR / "templates" / "jinja2"],
+        "OPTIONS": {"environment": "project.jinja2.environment"},
+    },
 ]
 
 # Database: SQLite under var/ unless DATABASE_URL says otherwise.
