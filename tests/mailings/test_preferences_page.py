@@ -175,3 +175,18 @@ def test_page_loads_nothing_from_elsewhere_and_is_never_cached(client, supporter
 def test_page_is_a_handful_of_queries(client, supporter, django_assert_max_num_queries):
     with django_assert_max_num_queries(6):
         client.get(url(supporter))
+
+
+def test_what_people_typed_is_shown_as_text_never_as_markup(client, supporter, other_interest):
+    supporter.first_name = '"><script>alert(1)</script>'
+    supporter.postcode = "<b>SW1</b>"
+    supporter.save()
+    other_interest.description = "Vigils & <em>lobby</em> days"
+    other_interest.save()
+
+    html = client.get(url(supporter)).content.decode()
+
+    assert "<script>" not in html
+    assert 'value="&#34;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in html
+    assert 'value="&lt;b&gt;SW1&lt;/b&gt;"' in html
+    assert "Vigils &amp; &lt;em&gt;lobby&lt;/em&gt; days" in html
