@@ -369,7 +369,12 @@ class ConsentRecord(models.Model):
     wording = models.TextField(blank=True, help_text="The exact wording shown, if any.")
     wording_version = models.CharField(max_length=32, blank=True)
     partner = models.ForeignKey(
-        PartnerOrganisation, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+        PartnerOrganisation,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # crm_consent_partner, a partial index
     )
     import_batch = models.ForeignKey(
         "crm.ImportBatch",
@@ -377,6 +382,7 @@ class ConsentRecord(models.Model):
         null=True,
         blank=True,
         related_name="consent_records",
+        db_index=False,  # crm_consent_import_batch, a partial index
     )
     mailing = models.ForeignKey(
         "mailings.Mailing",
@@ -414,6 +420,15 @@ class ConsentRecord(models.Model):
             ),
             models.Index(
                 fields=["actor"], name="crm_consent_actor", condition=Q(actor__isnull=False)
+            ),
+            # Most consent comes from neither a partner nor an import.
+            models.Index(
+                fields=["partner"], name="crm_consent_partner", condition=Q(partner__isnull=False)
+            ),
+            models.Index(
+                fields=["import_batch"],
+                name="crm_consent_import_batch",
+                condition=Q(import_batch__isnull=False),
             ),
         ]
 
@@ -611,10 +626,20 @@ class AuditEvent(models.Model):
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     supporter = models.ForeignKey(
-        Supporter, on_delete=models.SET_NULL, null=True, blank=True, related_name="audit_events"
+        Supporter,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="audit_events",
+        db_index=False,  # crm_audit_supporter (supporter, created_at) serves it
     )
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,  # crm_audit_actor, a partial index (most events have none)
     )
     source = models.CharField(max_length=200, blank=True, help_text="What made the change.")
     detail = models.JSONField(default=dict, blank=True)
@@ -624,6 +649,9 @@ class AuditEvent(models.Model):
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["supporter", "created_at"], name="crm_audit_supporter"),
+            models.Index(
+                fields=["actor"], name="crm_audit_actor", condition=Q(actor__isnull=False)
+            ),
         ]
 
     def __str__(self):
