@@ -3,7 +3,6 @@ from django.urls import path
 from mailings import views
 
 urlpatterns = [
-    path("healthz", views.healthz, name="healthz"),
     # Public supporter pages (docs/self-service.md).
     path("join/", views.signup, name="signup"),
     path("join/confirm/<str:token>/", views.signup_confirm, name="signup-confirm"),
