@@ -190,17 +190,15 @@ def supporter_unsubscribe(
     """
     topics = {topic.pk: topic for topic in [interest, *interests] if topic is not None}
     if topics and connection.vendor == "postgresql":
-        return bool(
-            _withdraw_in_one_statement(
-                supporter=supporter,
-                topics=topics,
-                method=method,
-                mailing=mailing,
-                actor=actor,
-                actor_label=actor_label,
-                wording=wording,
-                ip_address=ip_address,
-            )
+        return _withdraw_in_one_statement(
+            supporter=supporter,
+            topics=topics,
+            method=method,
+            mailing=mailing,
+            actor=actor,
+            actor_label=actor_label,
+            wording=wording,
+            ip_address=ip_address,
         )
     with transaction.atomic():
         supporter = Supporter.objects.select_for_update().get(pk=supporter.pk)
@@ -241,7 +239,7 @@ def supporter_unsubscribe(
 def _withdraw_in_one_statement(
     *, supporter, topics, method, mailing, actor, actor_label, wording, ip_address
 ):
-    """PostgreSQL: withdraw from `topics` ({pk: interest}) in one statement; return those left.
+    """PostgreSQL: withdraw from `topics` ({pk: interest}) in one statement; True if any left.
 
     Writes exactly what supporter_unsubscribe writes on other databases (the
     subscriptions ended, a consent record and an audit event per topic left),
@@ -307,7 +305,7 @@ def _withdraw_in_one_statement(
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
-        return [topics[pk] for (pk,) in cursor.fetchall()]
+        return bool(cursor.fetchall())
 
 
 def _column_values(instance, *, leave_out):
@@ -315,8 +313,7 @@ def _column_values(instance, *, leave_out):
 
     Leaves out the primary key and the field named `leave_out`, which the caller fills.
     """
-    fields = _insert_fields(type(instance), leave_out)
-    columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+    fields, columns = _insert_columns(type(instance), leave_out)
     values = [
         field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields
     ]
@@ -324,12 +321,13 @@ def _column_values(instance, *, leave_out):
 
 
 @functools.cache
-def _insert_fields(model, leave_out):
-    return [
+def _insert_columns(model, leave_out):
+    fields = [
         field
         for field in model._meta.concrete_fields
         if not field.primary_key and field.name != leave_out
     ]
+    return fields, ", ".join(connection.ops.quote_name(field.column) for field in fields)
 
 
 def suppression_add(

@@ -21,6 +21,7 @@ Tests move the clock with time-machine or by replacing `now`.
 """
 
 import base64
+import functools
 import json
 import re
 import time
@@ -70,24 +71,28 @@ def _fresh(payload, max_age):
 LINK_FIELDS = ("id", "email", "first_name", "last_name", "postcode", "status", "link_version")
 
 
-def _supporter(payload):
+@functools.cache
+def _supporter_sql():
     from crm.models import Supporter, Suppression
 
-    if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
-        return None
     # Every page behind a link starts here, and asks "may we email them?"
     # next: answer it in the same query (see mailings.selfservice.may_email).
     # Plain SQL, because compiling the ORM query cost more than running it,
     # and only the columns the pages show: the others load if something asks.
     columns = ", ".join(f"s.{Supporter._meta.get_field(name).column}" for name in LINK_FIELDS)
-    found = list(
-        Supporter.objects.raw(
-            f"SELECT {columns}, EXISTS (SELECT 1 FROM {Suppression._meta.db_table} x "  # noqa: S608
-            "WHERE x.email_hash = s.email_hash) AS suppressed "
-            f"FROM {Supporter._meta.db_table} s WHERE s.id = %s",
-            [payload["s"]],
-        )
+    return (
+        f"SELECT {columns}, EXISTS (SELECT 1 FROM {Suppression._meta.db_table} x "  # noqa: S608
+        "WHERE x.email_hash = s.email_hash) AS suppressed "
+        f"FROM {Supporter._meta.db_table} s WHERE s.id = %s"
     )
+
+
+def _supporter(payload):
+    from crm.models import Supporter
+
+    if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
+        return None
+    found = list(Supporter.objects.raw(_supporter_sql(), [payload["s"]]))
     supporter = found[0] if found else None
     if supporter is None or supporter.link_version != payload.get("v"):
         return None
