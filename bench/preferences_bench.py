@@ -32,6 +32,7 @@ import asyncio
 import itertools
 import multiprocessing
 import os
+import platform
 import random
 import signal
 import subprocess
@@ -337,6 +338,19 @@ def run_phase(name, port, method, paths, seconds, connections, clients, check, s
     return rate, bad + errors
 
 
+def cpu_check():
+    """Return the seconds a fixed pure-Python loop takes: how fast this CPU is right now.
+
+    Shared and virtual machines change speed from hour to hour; the figure
+    lets runs made at different times be compared.
+    """
+    started = time.perf_counter()
+    total = 0
+    for n in range(3_000_000):
+        total += n * n
+    return time.perf_counter() - started
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--supporters", type=int, default=20_000)
@@ -353,7 +367,9 @@ def main():
         raise SystemExit("Set DATABASE_URL to a PostgreSQL database: the target is for PostgreSQL.")
     gets, posts = prepare(args.supporters)
     print(
-        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the run; "
+        f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the run, "
+        f"CPU check {cpu_check():.2f} s (a fixed Python loop; lower is faster); "
+        f"Python {platform.python_version()} from {sys.base_prefix}; "
         f"{args.supporters} supporters; gunicorn {args.worker_class} {args.workers} workers x "
         f"{args.threads} threads; {args.connections} keep-alive connections from "
         f"{args.clients} generator process(es); {args.seconds:.0f} s per phase"

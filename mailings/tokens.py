@@ -30,8 +30,11 @@ import zlib
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core import signing
+from django.db import connection
 from django.urls import reverse
 from django.utils.crypto import salted_hmac
+
+from crm import rawsql
 
 PREFERENCES_SALT = "rally.preferences"
 UNSUBSCRIBE_SALT = "rally.unsubscribe"
@@ -77,11 +80,10 @@ def _supporter_sql():
 
     # Every page behind a link starts here, and asks "may we email them?"
     # next: answer it in the same query (see mailings.selfservice.may_email).
-    # Plain SQL, because compiling the ORM query cost more than running it,
-    # and only the columns the pages show: the others load if something asks.
-    columns = ", ".join(f"s.{Supporter._meta.get_field(name).column}" for name in LINK_FIELDS)
+    # Only the columns the pages show: the others load if something asks.
     return (
-        f"SELECT {columns}, EXISTS (SELECT 1 FROM {Suppression._meta.db_table} x "  # noqa: S608
+        f"SELECT {rawsql.columns(Supporter, LINK_FIELDS, 's')}, "  # noqa: S608
+        f"EXISTS (SELECT 1 FROM {Suppression._meta.db_table} x "
         "WHERE x.email_hash = s.email_hash) AS suppressed "
         f"FROM {Supporter._meta.db_table} s WHERE s.id = %s"
     )
@@ -92,7 +94,10 @@ def _supporter(payload):
 
     if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
         return None
-    found = list(Supporter.objects.raw(_supporter_sql(), [payload["s"]]))
+    with connection.cursor() as cursor:
+        cursor.execute(_supporter_sql(), [payload["s"]])
+        rows = cursor.fetchall()
+    found = rawsql.instances(Supporter, LINK_FIELDS, rows, "suppressed")
     supporter = found[0] if found else None
     if supporter is None or supporter.link_version != payload.get("v"):
         return None

@@ -39,3 +39,16 @@ def test_deploy_check_leaves_only_the_tls_dependent_warning():
         line.split(")")[0] + ")" for line in result.stderr.splitlines() if "(security." in line
     }
     assert warnings == {"?: (security.W004)"}
+
+
+def test_prepared_statements_are_on_for_postgresql_unless_turned_off():
+    """Behind an old PgBouncer in transaction mode, operators turn them off (docs/deploy.md)."""
+    show = "from django.db import connection; print(connection.settings_dict['OPTIONS'])"
+    url = "postgres://rally@db.example.org:5432/rally"
+    on = run_django(show, DEBUG="1", DATABASE_URL=url)
+    off = run_django(show, DEBUG="1", DATABASE_URL=url, DATABASE_PREPARED_STATEMENTS="0")
+    assert on.returncode == 0 and off.returncode == 0, on.stderr + off.stderr
+    assert "'server_side_binding': True" in on.stdout
+    assert "'prepare_threshold': 5" in on.stdout
+    assert "server_side_binding" not in off.stdout
+    assert "prepare_threshold" not in off.stdout

@@ -164,3 +164,17 @@ def test_no_junk_token_raises_or_is_accepted(junk):
     assert tokens.read_data_download_token(junk) is None
     assert tokens.read_signup_token(junk) is None
     assert tokens.read_link_request_token(junk) is None
+
+
+@pytest.mark.postgres
+def test_postgresql_plans_the_link_read_once_per_connection(supporter):
+    """After a few clicks, each connection runs the link read as a prepared statement."""
+    from django.db import connection
+
+    token = tokens.make_preferences_token(supporter)
+    for _ in range(6):
+        assert tokens.read_preferences_token(token) == supporter
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        prepared = [statement for (statement,) in cursor.fetchall()]
+    assert any("FROM crm_supporter s WHERE s.id = $1" in statement for statement in prepared)
