@@ -349,31 +349,34 @@ def interests_with_choices(*, supporter: Supporter, mailing_id=None) -> list:
     return rawsql.instances(CampaignInterest, INTEREST_FIELDS, rows, "subscribed")
 
 
-def one_click_unsubscribe(*, supporter: Supporter, mailing_id, interests) -> None:
-    """Unsubscribe the supporter from `interests`, those mailing `mailing_id` was sent for.
+def one_click_unsubscribe(*, supporter: Supporter, mailing_id) -> list:
+    """Unsubscribe the supporter from the interests mailing `mailing_id` was sent for.
 
     RFC 8058: no further interaction. Each interest left writes a ConsentRecord
     (method "one-click") naming the mailing, which the mailing's report counts.
-    A mailing sent for no interest (or no mailing) means all email. Idempotent:
-    a repeat writes nothing (and, as providers retry, costs one query).
+    Return those interests; [] means a mailing sent for no interest (or no
+    mailing), which unsubscribes from all email. Idempotent: a repeat writes
+    nothing (and, as providers retry, costs one statement).
     """
     from mailings.models import Mailing
 
-    pending = [interest for interest in interests if interest.subscribed]
-    if interests and not pending:
-        return
-    if interests:
-        # The interests were found through the mailing, so it exists: name it
-        # by id rather than spend a query loading it.
-        mailing = Mailing(pk=mailing_id)
-    else:
-        # A token can outlive its mailing only if nobody ever unsubscribed from
-        # it (consent records protect it); then the change is recorded without it.
-        mailing = Mailing.objects.only("pk").filter(pk=mailing_id).first() if mailing_id else None
+    if mailing_id is not None:
+        # A mailing only carries interests while it exists: name it by id.
+        interests = crm_services.supporter_unsubscribe_from_mailing(
+            supporter=supporter,
+            mailing=Mailing(pk=mailing_id),
+            method=ConsentRecord.Method.ONE_CLICK,
+            actor_label=ONE_CLICK_LABEL,
+        )
+        if interests:
+            return interests
+    # A token can outlive its mailing only if nobody ever unsubscribed from
+    # it (consent records protect it); then the change is recorded without it.
+    mailing = Mailing.objects.only("pk").filter(pk=mailing_id).first() if mailing_id else None
     crm_services.supporter_unsubscribe(
         supporter=supporter,
-        interests=pending,
         method=ConsentRecord.Method.ONE_CLICK,
         mailing=mailing,
         actor_label=ONE_CLICK_LABEL,
     )
+    return []

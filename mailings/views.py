@@ -293,11 +293,6 @@ def unsubscribe(request, token):
     supporter, mailing_id = tokens.read_unsubscribe_token(token)
     if supporter is None:
         return _link_invalid(request)
-    interests = (
-        selfservice.interests_with_choices(supporter=supporter, mailing_id=mailing_id)
-        if mailing_id is not None
-        else []
-    )
     preferences_path = reverse("preferences", args=[tokens.make_preferences_token(supporter)])
     if request.method == "POST":
         if request.POST.get("scope") == "all":
@@ -305,14 +300,19 @@ def unsubscribe(request, token):
             selfservice.preferences_unsubscribe_all(supporter=supporter, mailing=mailing)
             interests = []
         else:
-            selfservice.one_click_unsubscribe(
-                supporter=supporter, mailing_id=mailing_id, interests=interests
+            interests = selfservice.one_click_unsubscribe(
+                supporter=supporter, mailing_id=mailing_id
             )
         return _page(
             request,
             "unsubscribed.html",
             {"token": token, "interests": interests, "preferences_path": preferences_path},
         )
+    interests = (
+        selfservice.interests_with_choices(supporter=supporter, mailing_id=mailing_id)
+        if mailing_id is not None
+        else []
+    )
     if not interests:
         # A mailing sent for no particular topic: the supporter chooses what to
         # leave in the preference centre.

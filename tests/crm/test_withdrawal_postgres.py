@@ -1,14 +1,15 @@
 """On PostgreSQL, withdrawing from topics is one statement: it must write what the ORM does."""
 
+import functools
 import itertools
 import threading
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 
-from crm.models import AuditEvent, ConsentRecord, Subscription
-from crm.services import consent_grant, supporter_unsubscribe
-from tests.factories import SupporterFactory
+from crm.models import AuditEvent, ConsentRecord, Subscription, Supporter
+from crm.services import consent_grant, supporter_unsubscribe, supporter_unsubscribe_from_mailing
+from tests.factories import CampaignInterestFactory, SupporterFactory
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
 
@@ -77,6 +78,85 @@ def test_one_statement_writes_exactly_what_the_orm_writes(
         [interest.slug, other_interest.slug]
     )
     assert {status for _, status in subscriptions} == {"unsubscribed"}
+
+
+def test_leaving_a_mailings_topics_in_one_statement_writes_what_the_orm_writes(
+    interest, other_interest, r2p_mailing, monkeypatch
+):
+    """One-click: the mailing's interests are found and left in the same statement."""
+    unrelated = CampaignInterestFactory(slug="un", name="UK at the UN")
+    r2p_mailing.interests.add(other_interest)
+    people = SupporterFactory.create_batch(2)
+    for person in people:
+        for topic in (interest, other_interest, unrelated):
+            consent_grant(supporter=person, interest=topic, method="staff")
+        # Already left one of the mailing's topics: nothing is written for it again.
+        withdraw(person, [other_interest])
+
+    def leave(person):
+        return supporter_unsubscribe_from_mailing(
+            supporter=person,
+            mailing=r2p_mailing,
+            method=ConsentRecord.Method.ONE_CLICK,
+            actor_label="One-click unsubscribe",
+        )
+
+    one_statement = leave(people[0])
+    with monkeypatch.context() as patched:
+        patched.setattr(connection, "vendor", "another database")
+        orm = leave(people[1])
+
+    # Both answer with the mailing's topics, in the order pages list them.
+    assert [topic.slug for topic in one_statement] == [topic.slug for topic in orm]
+    assert {topic.slug for topic in one_statement} == {interest.slug, other_interest.slug}
+    assert written(people[0]) == written(people[1])
+    records, events, subscriptions = written(people[0])
+    assert [(r["interest_id"], r["mailing_id"]) for r in records if r["mailing_id"]] == [
+        (interest.pk, r2p_mailing.pk)
+    ]
+    assert [e["detail"] for e in events if e["detail"]["mailing"]] == [
+        {"interest": interest.slug, "method": "one_click", "mailing": r2p_mailing.pk}
+    ]
+    assert dict(subscriptions) == {
+        interest.slug: "unsubscribed",
+        other_interest.slug: "unsubscribed",
+        unrelated.slug: "subscribed",
+    }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_repeated_one_click_does_not_wait_for_a_change_in_progress(supporter, r2p_mailing):
+    """Providers retry: a repeat that has nothing to end takes no lock, so it never
+    queues behind staff editing the same supporter."""
+    leave = functools.partial(
+        supporter_unsubscribe_from_mailing,
+        supporter=supporter,
+        mailing=r2p_mailing,
+        method=ConsentRecord.Method.ONE_CLICK,
+    )
+    consent_grant(supporter=supporter, interest=r2p_mailing.interests.get(), method="staff")
+    assert [topic.withdrawn for topic in leave()] == [True]
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_supporter():
+        with transaction.atomic():
+            Supporter.objects.select_for_update().get(pk=supporter.pk)
+            locked.set()
+            release.wait(10)
+        connection.close()
+
+    holder = threading.Thread(target=hold_the_supporter)
+    holder.start()
+    try:
+        assert locked.wait(10)
+        with transaction.atomic():
+            with connection.cursor() as cursor:
+                cursor.execute("SET LOCAL lock_timeout = '2s'")
+            assert [topic.withdrawn for topic in leave()] == [False]
+    finally:
+        release.set()
+        holder.join()
+    assert ConsentRecord.objects.filter(supporter=supporter, action="withdrawn").count() == 1
 
 
 def test_withdrawing_again_writes_nothing(supporter, interest):
