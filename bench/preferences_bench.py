@@ -3,7 +3,7 @@ Load the supporter pages under gunicorn on PostgreSQL, on loopback.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/rally_self \
         .venv/bin/python bench/preferences_bench.py [--supporters 20000] [--seconds 20]
-        [--port 18710] [--workers 6] [--threads 1] [--connections 32] [--clients 1]
+        [--port 18710] [--workers 2] [--threads 2] [--connections 32] [--clients 1]
 
 Seeds supporters (plain SQL; later runs reuse them), starts gunicorn with
 DEBUG off, then drives two phases with an asyncio HTTP/1.1 load generator
@@ -356,8 +356,8 @@ def main():
     parser.add_argument("--supporters", type=int, default=20_000)
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--port", type=int, default=18710)
-    parser.add_argument("--workers", type=int, default=6)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class")
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--clients", type=int, default=1, help="load generator processes")
