@@ -12,6 +12,9 @@ ordinary model instances (fields not selected load on first use, as with
 
 from django.db import connection
 
+# What the supporter pages show of a campaign interest.
+INTEREST_FIELDS = ("id", "slug", "name", "description", "position")
+
 
 def columns(model, names, alias) -> str:
     """Return "alias.column, ..." for the fields `names` of `model`, in the model's field order."""
@@ -38,3 +41,14 @@ def instances(model, names, rows, *extra) -> list:
 def _fields(model, names):
     # Model.from_db takes values in the order of the model's concrete fields.
     return [field for field in model._meta.concrete_fields if field.name in names]
+
+
+def sent_for_mailing(alias) -> str:
+    """Return a condition on interests aliased `alias`: the mailing (parameter %s) was for it."""
+    from crm.models import CampaignInterest
+
+    through = CampaignInterest.mailings.through._meta
+    return (
+        f"{alias}.id IN (SELECT {through.get_field('campaigninterest').column} "  # noqa: S608
+        f"FROM {through.db_table} WHERE {through.get_field('mailing').column} = %s)"
+    )

@@ -249,14 +249,9 @@ def supporter_unsubscribe_from_mailing(
     A mailing sent for no interest returns [] and changes nothing.
     """
     if connection.vendor == "postgresql":
-        through = CampaignInterest.mailings.through._meta
-        scope = (
-            f"i.id IN (SELECT {through.get_field('campaigninterest').column} "  # noqa: S608
-            f"FROM {through.db_table} WHERE {through.get_field('mailing').column} = %s)"
-        )
         return _withdraw_in_one_statement(
             supporter=supporter,
-            scope=(scope, [mailing.pk]),
+            scope=(rawsql.sent_for_mailing("i"), [mailing.pk]),
             method=method,
             mailing=mailing,
             actor=None,
@@ -318,7 +313,7 @@ def _withdraw_in_one_statement(
     # Table and column names come from the models; values are parameters.
     sql = f"""
         WITH topics AS (
-            SELECT {rawsql.columns(CampaignInterest, _INTEREST_FIELDS, "i")}
+            SELECT {rawsql.columns(CampaignInterest, rawsql.INTEREST_FIELDS, "i")}
             FROM {CampaignInterest._meta.db_table} i WHERE {condition}
         ), ended AS (
             UPDATE {subscription}
@@ -362,10 +357,7 @@ def _withdraw_in_one_statement(
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()
-    return rawsql.instances(CampaignInterest, _INTEREST_FIELDS, rows, "withdrawn")
-
-
-_INTEREST_FIELDS = tuple(field.name for field in CampaignInterest._meta.concrete_fields)
+    return rawsql.instances(CampaignInterest, rawsql.INTEREST_FIELDS, rows, "withdrawn")
 
 
 def _column_values(instance, *, leave_out):

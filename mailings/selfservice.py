@@ -312,10 +312,6 @@ def preferences_resubscribe(*, supporter: Supporter, interest_ids) -> list:
 # One-click unsubscribe ------------------------------------------------------------
 
 
-# What the supporter pages show of an interest.
-INTEREST_FIELDS = ("id", "slug", "name", "description", "position")
-
-
 def interests_with_choices(*, supporter: Supporter, mailing_id=None) -> list:
     """Return the public interests (or those mailing `mailing_id` was sent for).
 
@@ -328,25 +324,18 @@ def interests_with_choices(*, supporter: Supporter, mailing_id=None) -> list:
     if mailing_id is None:
         scope, params = "i.is_public", []
     else:
-        from mailings.models import Mailing
-
-        through = Mailing.interests.through._meta
-        scope = (
-            f"i.id IN (SELECT {through.get_field('campaigninterest').column} "  # noqa: S608
-            f"FROM {through.db_table} WHERE {through.get_field('mailing').column} = %s)"
-        )
-        params = [mailing_id]
+        scope, params = rawsql.sent_for_mailing("i"), [mailing_id]
     with connection.cursor() as cursor:
         cursor.execute(
             # Table and column names come from the models; values are parameters.
-            f"SELECT {rawsql.columns(CampaignInterest, INTEREST_FIELDS, 'i')}, "  # noqa: S608
+            f"SELECT {rawsql.columns(CampaignInterest, rawsql.INTEREST_FIELDS, 'i')}, "  # noqa: S608
             f"EXISTS (SELECT 1 FROM {subscription} sub WHERE sub.interest_id = i.id "
             "AND sub.supporter_id = %s AND sub.status = %s) AS subscribed "
             f"FROM {interest} i WHERE {scope} ORDER BY i.position, i.name",
             [supporter.pk, Subscription.Status.SUBSCRIBED, *params],
         )
         rows = cursor.fetchall()
-    return rawsql.instances(CampaignInterest, INTEREST_FIELDS, rows, "subscribed")
+    return rawsql.instances(CampaignInterest, rawsql.INTEREST_FIELDS, rows, "subscribed")
 
 
 def one_click_unsubscribe(*, supporter: Supporter, mailing_id) -> list:
