@@ -6,7 +6,7 @@ Load the supporter pages under gunicorn on PostgreSQL, on loopback.
         [--port 18710] [--workers 2] [--threads 2] [--connections 32] [--clients 1]
 
 Seeds supporters (plain SQL; later runs reuse them), starts gunicorn with
-DEBUG off, then drives two phases with an asyncio HTTP/1.1 load generator
+DEBUG off, then drives three phases with an asyncio HTTP/1.1 load generator
 using keep-alive connections:
 
 1. GET /preferences/<token>/ for random supporters (the preference centre);
@@ -24,7 +24,8 @@ phase 3.
 Prints, per phase: requests, requests/s, non-200 answers and errors, and
 p50/p90/p99 latency. Target: 500 requests/s or more per phase, no errors.
 The load generator shares the machine with gunicorn, so its CPU counts
-against the figure; the machine's load before the run is printed too.
+against the figure; the machine's load before the run, a CPU check (the
+machine's speed varies) and the Python build are printed too.
 """
 
 import argparse
