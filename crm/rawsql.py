@@ -10,6 +10,8 @@ ordinary model instances (fields not selected load on first use, as with
 `QuerySet.only()`).
 """
 
+import functools
+
 from django.db import connection
 
 # What the supporter pages show of a campaign interest.
@@ -38,11 +40,13 @@ def instances(model, names, rows, *extra) -> list:
     return found
 
 
+@functools.cache
 def _fields(model, names):
     # Model.from_db takes values in the order of the model's concrete fields.
-    return [field for field in model._meta.concrete_fields if field.name in names]
+    return tuple(field for field in model._meta.concrete_fields if field.name in names)
 
 
+@functools.cache
 def sent_for_mailing(alias) -> str:
     """Return a condition on interests aliased `alias`: the mailing (parameter %s) was for it."""
     from crm.models import CampaignInterest

@@ -254,10 +254,7 @@ def supporter_unsubscribe_from_mailing(
             scope=(rawsql.sent_for_mailing("i"), [mailing.pk]),
             method=method,
             mailing=mailing,
-            actor=None,
             actor_label=actor_label,
-            wording="",
-            ip_address=None,
         )
     interests = list(CampaignInterest.objects.filter(mailings=mailing))
     if interests:
@@ -272,7 +269,7 @@ def supporter_unsubscribe_from_mailing(
 
 
 def _withdraw_in_one_statement(
-    *, supporter, scope, method, mailing, actor, actor_label, wording, ip_address
+    *, supporter, scope, method, mailing, actor=None, actor_label="", wording="", ip_address=None
 ):
     """PostgreSQL: withdraw from the interests `scope` selects, in one statement.
 
