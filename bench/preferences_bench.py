@@ -33,7 +33,6 @@ import asyncio
 import itertools
 import multiprocessing
 import os
-import platform
 import random
 import signal
 import subprocess
@@ -339,6 +338,13 @@ def run_phase(name, port, method, paths, seconds, connections, clients, check, s
     return rate, bad + errors
 
 
+def server_python():
+    """Return the version and home of the Python gunicorn runs on (the project's .venv)."""
+    script = "import platform, sys; print(platform.python_version(), 'from', sys.base_prefix)"
+    python = str(ROOT / ".venv/bin/python")
+    return "Python " + subprocess.check_output([python, "-c", script], text=True).strip()
+
+
 def cpu_check():
     """Return the seconds a fixed pure-Python loop takes: how fast this CPU is right now.
 
@@ -370,7 +376,7 @@ def main():
     print(
         f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} before the run, "
         f"CPU check {cpu_check():.2f} s (a fixed Python loop; lower is faster); "
-        f"Python {platform.python_version()} from {sys.base_prefix}; "
+        f"gunicorn on {server_python()}; "
         f"{args.supporters} supporters; gunicorn {args.worker_class} {args.workers} workers x "
         f"{args.threads} threads; {args.connections} keep-alive connections from "
         f"{args.clients} generator process(es); {args.seconds:.0f} s per phase"
