@@ -9,6 +9,7 @@ from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
 from crm.models import ConsentRecord
+from mailings import throttle
 from mailings.models import Delivery, DeliveryEvent, Mailing
 
 RATE_WINDOW_SECONDS = 30
@@ -54,7 +55,22 @@ def progress(mailing: Mailing, now=None) -> dict:
         "eta_seconds": eta,
         "done_percent": round(100 * (1 - remaining / total), 1) if total else 0,
         "last_error": mailing.last_error,
+        "esp_outage": _outage_note() if mailing.status == Mailing.Status.SENDING else "",
     }
+
+
+def _outage_note():
+    """Say, while the ESP looks down, since when and why; else return ""."""
+    outage = throttle.outage()
+    if outage is None:
+        return ""
+    since, reason = outage
+    when = timezone.localtime(datetime.datetime.fromtimestamp(since, tz=datetime.UTC))
+    return (
+        f"The email service has accepted nothing since {when:%H:%M} on {when:%d %b} "
+        f"({reason.rstrip('.')}). Sending is waiting for it and carries on by itself "
+        "when it recovers; nobody is given up on meanwhile."
+    )
 
 
 def _unsubscribe_like(url):

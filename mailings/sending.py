@@ -50,6 +50,10 @@ logger = logging.getLogger(__name__)
 
 RETRY_BASE_SECONDS = 2
 RETRY_MAX_SECONDS = 600
+# A sending task waits for the ESP's pause (429, outage) or for retry times up
+# to this far ahead by queueing its successor (Celery countdown) for then.
+RETRY_WAIT_MAX_SECONDS = 300
+HOLD_BACK_IN_TASK_SECONDS = 0.5
 TASK_BUDGET_SECONDS = 60  # a sending task hands over to a fresh one after this long
 # Pauses before writing again after the database connection was lost (a failover,
 # a restarted proxy, an idle connection cut): about eight seconds in all.
@@ -272,7 +276,8 @@ def mailing_send_batches(*, mailing_id: int, budget: float = TASK_BUDGET_SECONDS
     """Claim and send batches of a sending mailing until none are left or time is up.
 
     Return why it stopped: "stopped" (not sending), "idle" (no claimable
-    work) or "handed over" (a fresh task continues).
+    work), "waiting" (for retry times, or for the ESP: see mailing_resume_in)
+    or "handed over" (a fresh task continues).
     """
     from mailings import tasks
 
@@ -284,10 +289,16 @@ def mailing_send_batches(*, mailing_id: int, budget: float = TASK_BUDGET_SECONDS
             return "stopped"
         if mailing.recipient_count is None:
             return "stopped"  # the audience is not resolved yet; mailing_start will enqueue us
+        if throttle.paused_for() > HOLD_BACK_IN_TASK_SECONDS:
+            return "waiting"  # the ESP asked us to slow down, or is down
         ids = deliveries_claim(mailing_id=mailing_id, limit=claim_size(), worker=worker)
         if not ids:
-            mailing_finish_if_done(mailing_id=mailing_id)
-            return "idle"
+            if mailing_finish_if_done(mailing_id=mailing_id):
+                return "idle"
+            waiting = Delivery.objects.filter(
+                mailing_id=mailing_id, status=Delivery.Status.QUEUED, retry_at__isnull=False
+            )
+            return "waiting" if waiting.exists() else "idle"  # else: the rest is in flight
         try:
             deliveries_send(mailing=mailing, ids=ids)
         except Exception:
@@ -299,6 +310,35 @@ def mailing_send_batches(*, mailing_id: int, budget: float = TASK_BUDGET_SECONDS
         if time.monotonic() > deadline:
             tasks.send_mailing_batches.delay(mailing_id)
             return "handed over"
+
+
+def mailing_resume_in(*, mailing_id: int) -> float | None:
+    """Return the seconds until waiting deliveries of `mailing_id` may be tried, or None.
+
+    A sending task that stops to wait for a retry time, or for the ESP,
+    queues its successor that far ahead. The mailing's heartbeat is set to
+    that time, so the sweeper does not start more tasks meanwhile; it still
+    steps in if the successor is lost.
+    """
+    now = timezone.now()
+    next_retry = (
+        Delivery.objects.filter(
+            mailing_id=mailing_id, status=Delivery.Status.QUEUED, retry_at__isnull=False
+        )
+        .order_by("retry_at")
+        .values_list("retry_at", flat=True)
+        .first()
+    )
+    paused = throttle.paused_for()
+    if next_retry is None and not paused:
+        return None
+    if next_retry is not None:
+        paused = max(paused, (next_retry - now).total_seconds())
+    wait = min(max(paused, HOLD_BACK_IN_TASK_SECONDS), RETRY_WAIT_MAX_SECONDS)
+    Mailing.objects.filter(pk=mailing_id, status=Mailing.Status.SENDING).update(
+        heartbeat_at=now + timedelta(seconds=wait)
+    )
+    return wait
 
 
 @_reconnecting
@@ -432,6 +472,7 @@ def _send_batch(mailing, prepared, rows, key, syntax):
             return
         _record_failures(mailing, [(row, outcome) for row in rows])
         return
+    throttle.esp_accepted()
     _record_statuses(mailing, rows, message.anymail_status)
 
 
@@ -465,6 +506,8 @@ def _send_individually(mailing, prepared, rows, key):
                 sent.append((row, message.anymail_status))
             else:
                 failures.append((row, esp.classify(error)))
+        if sent:
+            throttle.esp_accepted()
         accepted = [(row, status) for row, status in sent if _accepted(row, status)]
         _record_sent([(row, _message_id(status.message_id)) for row, status in accepted])
         failures += [
@@ -544,12 +587,17 @@ def _backoff(attempts):
     return delay * random.uniform(0.5, 1.5)
 
 
-def _retry(rows, outcome):
-    """Put `rows` back in the queue to try again later (or fail them after too many tries)."""
+def _retry(rows, outcome, *, esp_down=False):
+    """Put `rows` back in the queue to try again later (or fail them after too many tries).
+
+    While the ESP is down (`esp_down`) the try is not the message's fault:
+    it does not count, and the rows wait as long as every worker holds back.
+    """
     now = timezone.now()
+    counted = outcome.kind != esp.SLOW_DOWN and not esp_down
     give_up, again = [], []
     for row in rows:
-        if outcome.kind != esp.SLOW_DOWN and row.attempts >= settings.RALLY_SEND_MAX_ATTEMPTS:
+        if counted and row.attempts >= settings.RALLY_SEND_MAX_ATTEMPTS:
             give_up.append(row)
         else:
             again.append(row)
@@ -565,6 +613,9 @@ def _retry(rows, outcome):
             if outcome.kind == esp.SLOW_DOWN:
                 # Being told to slow down is not the message's fault: do not count it.
                 delay = max(outcome.retry_after or 1.0, 0.5) * random.uniform(1.0, 1.2)
+                attempts = max(0, row.attempts - 1)
+            elif esp_down:
+                delay = max(throttle.paused_for(), 1.0) * random.uniform(1.0, 1.2)
                 attempts = max(0, row.attempts - 1)
             else:
                 delay = max(_backoff(row.attempts), outcome.retry_after or 0)
@@ -583,14 +634,15 @@ def _retry(rows, outcome):
 def _record_failures(mailing, failures):
     if not failures:
         return
-    slow = [row for row, outcome in failures if outcome.kind == esp.SLOW_DOWN]
+    slow = [(row, outcome) for row, outcome in failures if outcome.kind == esp.SLOW_DOWN]
     if slow:
-        wait = max((o.retry_after or 1.0) for _, o in failures if o.kind == esp.SLOW_DOWN)
-        throttle.pause_all(wait)
-    for kind in (esp.TRANSIENT, esp.SLOW_DOWN):
-        group = [(row, outcome) for row, outcome in failures if outcome.kind == kind]
-        if group:
-            _retry([row for row, _ in group], group[0][1])
+        throttle.pause_all(max(outcome.retry_after or 1.0 for _, outcome in slow))
+        _retry([row for row, _ in slow], slow[0][1])
+    transient = [(row, outcome) for row, outcome in failures if outcome.kind == esp.TRANSIENT]
+    if transient:
+        rows, outcome = [row for row, _ in transient], transient[0][1]
+        esp_down = throttle.esp_failed([row.pk for row in rows], outcome.reason)
+        _retry(rows, outcome, esp_down=esp_down)
     permanent = [(row, outcome) for row, outcome in failures if outcome.kind == esp.PERMANENT]
     with transaction.atomic():
         for row, outcome in permanent:

@@ -11,10 +11,18 @@ def start_mailing(mailing_id):
     services.mailing_start(mailing_id=mailing_id)
 
 
-@shared_task(acks_late=True, ignore_result=True)
-def send_mailing_batches(mailing_id):
-    """Claim and send batches of deliveries until none are left (or hand over)."""
-    sending.mailing_send_batches(mailing_id=mailing_id)
+@shared_task(bind=True, acks_late=True, ignore_result=True)
+def send_mailing_batches(self, mailing_id):
+    """Claim and send batches of deliveries until none are left (or hand over).
+
+    Deliveries waiting to be tried again (or a pause the ESP asked for) are
+    waited for by a successor queued for that time, not by a sleeping task.
+    """
+    if sending.mailing_send_batches(mailing_id=mailing_id) != "waiting" or self.request.is_eager:
+        return
+    wait = sending.mailing_resume_in(mailing_id=mailing_id)
+    if wait is not None:
+        self.apply_async((mailing_id,), countdown=wait)
 
 
 @shared_task(ignore_result=True)

@@ -31,8 +31,42 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _own_var_folder(tmp_path_factory):
+    """Keep the test run out of var/: its task queue, cache and uploads belong to `make run`.
+
+    Without a broker or cache server, settings keep Celery's queue, the cache
+    and uploaded files in var/; a task a test queues there would be picked
+    up by the developer's next worker.
+    """
+    from django.conf import settings
+    from django.test.utils import override_settings
+
+    from project.celery import app
+
+    var = tmp_path_factory.mktemp("var")
+    caches = {
+        alias: {**cache, "LOCATION": str(var / f"cache-{alias}")}
+        if cache["BACKEND"].endswith("FileBasedCache")
+        else cache
+        for alias, cache in settings.CACHES.items()
+    }
+    saved_transport_options = app.conf.broker_transport_options
+    if app.conf.broker_url.startswith("filesystem://"):
+        for folder in ("broker", "broker-control"):
+            (var / folder).mkdir()
+        app.conf.broker_transport_options = {
+            "data_folder_in": str(var / "broker"),
+            "data_folder_out": str(var / "broker"),
+            "control_folder": str(var / "broker-control"),
+        }
+    with override_settings(MEDIA_ROOT=str(var / "media"), CACHES=caches):
+        yield
+    app.conf.broker_transport_options = saved_transport_options
+
+
 @pytest.fixture(autouse=True)
-def _fast_and_local(settings, tmp_path):
+def _fast_and_local(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
     settings.SITE_URL = "https://rally.example.org"

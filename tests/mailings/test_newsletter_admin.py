@@ -181,6 +181,31 @@ def test_progress_endpoint_reports_counts_and_eta(manager, newsletter):
     assert data["eta_seconds"] is not None
 
 
+def test_staff_see_while_sending_that_the_esp_is_down_and_when_it_recovered(
+    manager, newsletter, fresh_cache
+):
+    from mailings import throttle
+
+    throttle.clear()
+    Mailing.objects.filter(pk=newsletter.pk).update(
+        status=Mailing.Status.SENDING, recipient_count=3, started_at=timezone.now()
+    )
+    try:
+        throttle.esp_failed([1, 2, 3], "ESP unavailable (503).")
+
+        page = manager.get(url("change", newsletter)).content.decode()
+        data = manager.get(url("progress", newsletter)).json()
+        throttle.esp_accepted()
+        after = manager.get(url("progress", newsletter)).json()
+    finally:
+        throttle.clear()
+
+    assert "The email service has accepted nothing since" in data["esp_outage"]
+    assert "(ESP unavailable (503))" in data["esp_outage"]
+    assert data["esp_outage"] in page
+    assert after["esp_outage"] == ""
+
+
 def test_report_shows_figures_links_and_chart(manager, newsletter):
     started = timezone.now() - datetime.timedelta(hours=5)
     Mailing.objects.filter(pk=newsletter.pk).update(

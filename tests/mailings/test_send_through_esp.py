@@ -167,21 +167,72 @@ def test_timeout_counts_as_transient(settings, postmark_esp, started, readers):
     assert "no answer" in held.error
 
 
-def test_gives_up_after_the_attempt_limit(settings, postmark_esp, started, readers):
+def test_one_message_that_keeps_failing_gives_up_after_the_attempt_limit(
+    settings, postmark_esp, started, readers
+):
     settings.RALLY_SEND_MAX_ATTEMPTS = 2
-    postmark_esp.fail_always(503)
     mailing = started()
+    postmark_esp.fail_next(1, status=503)
+    drain(mailing)  # five accepted, one refused
+    postmark_esp.fail_always(503)  # ...and that one keeps failing
 
-    for minutes in (0, 20, 40):
+    for minutes in (20, 40, 60):
         with time_machine.travel(timezone.now() + datetime.timedelta(minutes=minutes)):
             drain(mailing)
 
-    assert statuses(mailing) == {"failed": 6}
-    assert (
-        Delivery.objects.filter(mailing=mailing, error__startswith="Gave up after 2").count() == 6
-    )
+    assert statuses(mailing) == {"sent": 5, "failed": 1}
+    failed = Delivery.objects.get(mailing=mailing, status=Delivery.Status.FAILED)
+    assert failed.error.startswith("Gave up after 2 attempts")
     mailing.refresh_from_db()
     assert mailing.status == Mailing.Status.SENT
+
+
+def test_an_esp_outage_delays_the_mailing_but_gives_up_on_nobody(
+    settings, postmark_esp, started, readers
+):
+    settings.RALLY_SEND_MAX_ATTEMPTS = 2
+    postmark_esp.fail_always(503)
+    mailing = started()
+    began = timezone.now()
+
+    for minutes in (0, 20, 40, 60):
+        with time_machine.travel(began + datetime.timedelta(minutes=minutes)):
+            assert drain(mailing) == "waiting"
+            # One try per reader, then every worker holds back: no hammering.
+            assert postmark_esp.call_count == len(readers) * (minutes // 20 + 1)
+
+    assert statuses(mailing) == {"queued": 6}
+    assert set(Delivery.objects.filter(mailing=mailing).values_list("attempts", flat=True)) == {0}
+    since, reason = throttle.outage()
+    assert abs(since - began.timestamp()) < 5
+    assert reason == "ESP unavailable (503)."
+
+    postmark_esp.fail_always(None)
+    with time_machine.travel(began + datetime.timedelta(minutes=62)):
+        assert drain(mailing) == "idle"
+    assert Counter(postmark_esp.recipients()) == Counter({r.email: 1 for r in readers})
+    assert statuses(mailing) == {"sent": 6}
+    assert throttle.outage() is None
+
+
+def test_while_the_esp_is_down_the_task_waits_for_it_and_the_sweeper_leaves_it_be(
+    postmark_esp, started, readers
+):
+    postmark_esp.fail_always(503)
+    mailing = started()
+    assert drain(mailing) == "waiting"
+
+    wait = sending.mailing_resume_in(mailing_id=mailing.pk)
+
+    assert 1 <= wait <= sending.RETRY_WAIT_MAX_SECONDS
+    mailing.refresh_from_db()
+    assert mailing.heartbeat_at >= timezone.now() + datetime.timedelta(seconds=wait - 1)
+    # The successor the task queued is due: the sweeper starts no more senders.
+    assert sending.deliveries_sweep()["restarted"] == []
+    postmark_esp.fail_always(None)
+    with time_machine.travel(timezone.now() + datetime.timedelta(seconds=wait + 1)):
+        assert drain(mailing) == "idle"
+    assert statuses(mailing) == {"sent": 6}
 
 
 def test_send_rate_is_respected(settings, postmark_esp, started, readers):
