@@ -405,9 +405,27 @@ class SupporterAdmin(SupporterImportExportMixin, SimpleHistoryAdmin):
         if not isinstance(form, forms.Form):
             return form
         interest = form.cleaned_data["interest"]
-        service = services.supporters_subscribe if subscribe else services.supporters_unsubscribe
-        count = service(supporters=queryset, interest=interest, actor=request.user, method="staff")
-        self.message_user(request, f"{verb}d {count} supporter(s) to/from “{interest}”.")
+        if not subscribe:
+            count = services.supporters_unsubscribe(
+                supporters=queryset, interest=interest, actor=request.user, method="staff"
+            )
+            self.message_user(request, f"Unsubscribed {count} supporter(s) from “{interest}”.")
+            return None
+        done = services.supporters_subscribe(
+            supporters=queryset, interest=interest, actor=request.user, method="staff"
+        )
+        self.message_user(request, f"Subscribed {done.subscribed} supporter(s) to “{interest}”.")
+        if done.already:
+            self.message_user(request, f"{done.already} were subscribed already.")
+        if done.opted_out or done.unmailable:
+            self.message_user(
+                request,
+                f"Left {done.opted_out + done.unmailable} as they are: {done.opted_out} had "
+                f"unsubscribed from all email or from “{interest}” (only they can subscribe "
+                f"again, from the link in any email), {done.unmailable} cannot be emailed "
+                "(bounced, complained, erased or on the suppression list).",
+                messages.WARNING,
+            )
         return None
 
     @admin.action(description="Subscribe to an interest…", permissions=["change"])

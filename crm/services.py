@@ -5,9 +5,11 @@ change writes its consent record and audit event in the same transaction.
 """
 
 import functools
+from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
+from django.db.models import Exists, OuterRef, Subquery
 from django.utils import timezone
 
 from crm import rawsql
@@ -36,6 +38,8 @@ class ConsentRefused(RallyError, ValidationError):
 # Statuses a supporter cannot be moved out of by granting consent: the
 # address failed or its owner objected, and only they can undo that by
 # signing up again from scratch.
+# Rows per INSERT in bulk writes: well inside PostgreSQL's 65,535 parameters a statement.
+BULK_BATCH_SIZE = 2_000
 UNMAILABLE_STATUSES = {
     Supporter.Status.BOUNCED,
     Supporter.Status.COMPLAINED,
@@ -63,21 +67,25 @@ def _audit(kind, *, supporter=None, actor=None, source="", **detail):
     )
 
 
-def _record_consent(*, supporter, topics, action, method, actor, actor_label, now, **details):
-    """Write one consent record and one audit event per topic (None meaning all email)."""
+def _record_consent(*, supporter_ids, topics, action, method, actor, actor_label, now, **details):
+    """Write one consent record and one audit event per supporter and topic (None: all email)."""
     mailing = details.get("mailing")
     ConsentRecord.objects.bulk_create(
-        ConsentRecord(
-            supporter=supporter,
-            interest=topic,
-            action=action,
-            method=method,
-            actor=actor,
-            actor_label=actor_label,
-            created_at=now,
-            **details,
-        )
-        for topic in topics
+        (
+            ConsentRecord(
+                supporter_id=supporter_id,
+                interest=topic,
+                action=action,
+                method=method,
+                actor=actor,
+                actor_label=actor_label,
+                created_at=now,
+                **details,
+            )
+            for supporter_id in supporter_ids
+            for topic in topics
+        ),
+        batch_size=BULK_BATCH_SIZE,
     )
     kind = (
         AuditEvent.Kind.CONSENT_GRANTED
@@ -85,19 +93,23 @@ def _record_consent(*, supporter, topics, action, method, actor, actor_label, no
         else AuditEvent.Kind.CONSENT_WITHDRAWN
     )
     AuditEvent.objects.bulk_create(
-        AuditEvent(
-            kind=kind,
-            supporter=supporter,
-            actor=actor,
-            source=actor_label or method,
-            detail={
-                "interest": topic.slug if topic else None,
-                "method": method,
-                "mailing": mailing.pk if mailing else None,
-            },
-            created_at=now,
-        )
-        for topic in topics
+        (
+            AuditEvent(
+                kind=kind,
+                supporter_id=supporter_id,
+                actor=actor,
+                source=actor_label or method,
+                detail={
+                    "interest": topic.slug if topic else None,
+                    "method": method,
+                    "mailing": mailing.pk if mailing else None,
+                },
+                created_at=now,
+            )
+            for supporter_id in supporter_ids
+            for topic in topics
+        ),
+        batch_size=BULK_BATCH_SIZE,
     )
 
 
@@ -153,7 +165,7 @@ def consent_grant(
                 supporter.save(update_fields=["status", "updated_at"])
         if changed:
             _record_consent(
-                supporter=supporter,
+                supporter_ids=[supporter.pk],
                 topics=[interest],
                 action=ConsentRecord.Action.GRANTED,
                 method=method,
@@ -224,7 +236,7 @@ def supporter_unsubscribe(
             changed = True
         if changed:
             _record_consent(
-                supporter=supporter,
+                supporter_ids=[supporter.pk],
                 topics=left,
                 action=ConsentRecord.Action.WITHDRAWN,
                 method=method,
@@ -534,35 +546,111 @@ def supporter_erase(*, supporter: Supporter, actor=None) -> Supporter:
     return supporter
 
 
-def supporters_subscribe(*, supporters, interest: CampaignInterest, actor, method: str) -> int:
-    """Subscribe each of `supporters` to `interest` (staff bulk action); return how many."""
-    count = 0
+@dataclass(frozen=True)
+class BulkSubscription:
+    """What a staff bulk subscribe did with the supporters it was given."""
+
+    subscribed: int  # newly subscribed, with a consent record each
+    already: int  # subscribed before
+    opted_out: int  # unsubscribed from all email or from the interest: left alone
+    unmailable: int  # bounced, complained, erased or suppressed: left alone
+
+
+def _locked(supporters):
+    """Return `supporters` afresh, their rows locked until the transaction ends.
+
+    Every change of consent locks its supporter first, so nobody's choice
+    changes between a bulk action's reading and its writing.
+    """
+    selected = Supporter.objects.filter(pk__in=supporters.values("pk"))
+    list(selected.select_for_update().order_by("pk").values_list("pk", flat=True))
+    return selected
+
+
+def supporters_subscribe(
+    *, supporters, interest: CampaignInterest, actor, method: str
+) -> BulkSubscription:
+    """Subscribe `supporters` to `interest` (a staff bulk action), in one transaction.
+
+    Staff cannot say yes for people who said no: supporters who unsubscribed
+    from all email or from this interest are left as they are (imports leave
+    them too; only they can subscribe again, from their preference link), and
+    so are those who cannot be emailed at all.
+    """
     with transaction.atomic():
-        for supporter in supporters.exclude(status__in=UNMAILABLE_STATUSES).not_suppressed():
-            count += consent_grant(
-                supporter=supporter,
-                interest=interest,
-                method=method,
-                actor=actor,
-                lawful_basis=LawfulBasis.CONSENT,
-                actor_label="staff bulk action",
-            )
-    return count
+        now = timezone.now()
+        selected = _locked(supporters).annotate(
+            topic=Subquery(
+                Subscription.objects.filter(supporter=OuterRef("pk"), interest=interest).values(
+                    "status"
+                )[:1]
+            ),
+            suppressed=Exists(Suppression.objects.filter(email_hash=OuterRef("email_hash"))),
+        )
+        left_all = Supporter.Status.UNSUBSCRIBED
+        left_topic = Subscription.Status.UNSUBSCRIBED
+        new, already, opted_out, unmailable = [], 0, 0, 0
+        rows = selected.values_list("pk", "status", "topic", "suppressed").order_by("pk")
+        for pk, status, topic, suppressed in rows:
+            if suppressed or status in UNMAILABLE_STATUSES:
+                unmailable += 1
+            elif status == left_all or topic == left_topic:
+                opted_out += 1
+            elif topic == Subscription.Status.SUBSCRIBED:
+                already += 1
+            else:
+                new.append(pk)
+        Subscription.objects.bulk_create(
+            (
+                Subscription(
+                    supporter_id=pk,
+                    interest=interest,
+                    status=Subscription.Status.SUBSCRIBED,
+                    subscribed_at=now,
+                )
+                for pk in new
+            ),
+            batch_size=BULK_BATCH_SIZE,
+        )
+        _record_consent(
+            supporter_ids=new,
+            topics=[interest],
+            action=ConsentRecord.Action.GRANTED,
+            method=method,
+            actor=actor,
+            actor_label="staff bulk action",
+            now=now,
+            lawful_basis=LawfulBasis.CONSENT,
+        )
+    return BulkSubscription(len(new), already, opted_out, unmailable)
 
 
 def supporters_unsubscribe(*, supporters, interest: CampaignInterest, actor, method: str) -> int:
-    """Unsubscribe each of `supporters` from `interest` (staff bulk action); return how many."""
-    count = 0
+    """Unsubscribe `supporters` from `interest` (a staff bulk action); return how many were in it.
+
+    One transaction; a consent record and an audit event for each supporter who was subscribed.
+    """
     with transaction.atomic():
-        for supporter in supporters.interested_in(interest):
-            count += supporter_unsubscribe(
-                supporter=supporter,
-                interest=interest,
-                method=method,
-                actor=actor,
-                actor_label="staff bulk action",
-            )
-    return count
+        now = timezone.now()
+        subscriptions = Subscription.objects.filter(
+            supporter__in=_locked(supporters).values("pk"),
+            interest=interest,
+            status=Subscription.Status.SUBSCRIBED,
+        )
+        left = list(subscriptions.order_by("supporter_id").values_list("supporter_id", flat=True))
+        subscriptions.update(
+            status=Subscription.Status.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now
+        )
+        _record_consent(
+            supporter_ids=left,
+            topics=[interest],
+            action=ConsentRecord.Action.WITHDRAWN,
+            method=method,
+            actor=actor,
+            actor_label="staff bulk action",
+            now=now,
+        )
+    return len(left)
 
 
 def segment_add_members(*, segment: Segment, supporters, actor=None) -> int:

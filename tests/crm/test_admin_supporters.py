@@ -2,8 +2,11 @@ import json
 
 import pytest
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from crm import services
 from crm.models import AuditEvent, ConsentRecord, Segment, Subscription, Supporter, Suppression
 from tests.factories import SegmentFactory, SupporterFactory
 
@@ -97,6 +100,82 @@ def test_bulk_subscribe_asks_for_confirmation_then_records_staff_consent(
     assert Subscription.objects.filter(interest=other_interest, status="subscribed").count() == 3
     records = ConsentRecord.objects.filter(interest=other_interest)
     assert {(r.method, r.actor_id) for r in records} == {("staff", membership_user.pk)}
+
+
+def test_bulk_subscribe_never_says_yes_for_people_who_said_no(
+    staff_client, membership_user, supporter, opted_out_supporter, interest, other_interest
+):
+    fresh = [SupporterFactory() for _ in range(3)]
+    already = SupporterFactory(subscribed_to=[other_interest])
+    left_topic = SupporterFactory(subscribed_to=[other_interest])
+    services.supporter_unsubscribe(
+        supporter=left_topic, interest=other_interest, method="email_link"
+    )
+    suppressed = SupporterFactory()
+    services.suppression_add(email=suppressed.email, reason=Suppression.Reason.STAFF)
+    bounced = SupporterFactory(status=Supporter.Status.BOUNCED)
+    everyone = [*fresh, already, left_topic, supporter, opted_out_supporter, suppressed, bounced]
+    before = ConsentRecord.objects.count()
+
+    response = staff_client.post(
+        CHANGELIST,
+        {
+            "action": "subscribe_action",
+            ACTION_CHECKBOX_NAME: [p.pk for p in everyone],
+            "apply": "1",
+            "interest": other_interest.pk,
+        },
+        follow=True,
+    )
+
+    subscribed = set(
+        Subscription.objects.filter(interest=other_interest, status="subscribed").values_list(
+            "supporter__email", flat=True
+        )
+    )
+    assert subscribed == {p.email for p in [*fresh, already, supporter]}
+    assert Subscription.objects.get(supporter=left_topic).status == "unsubscribed"
+    assert not Subscription.objects.filter(
+        supporter__in=[opted_out_supporter, suppressed, bounced], interest=other_interest
+    ).exists()
+    opted_out_supporter.refresh_from_db()
+    assert opted_out_supporter.status == Supporter.Status.UNSUBSCRIBED
+    granted = ConsentRecord.objects.filter(interest=other_interest, action="granted").exclude(
+        supporter__in=[already, left_topic]
+    )
+    assert {r.supporter.email for r in granted} == {p.email for p in [*fresh, supporter]}
+    assert {(r.method, r.actor_id, r.actor_label) for r in granted} == {
+        ("staff", membership_user.pk, "staff bulk action")
+    }
+    assert ConsentRecord.objects.count() == before + 4
+    assert (
+        AuditEvent.objects.filter(kind="consent_granted", source="staff bulk action").count() == 4
+    )
+    shown = [str(m) for m in response.context["messages"]]
+    assert shown[0] == "Subscribed 4 supporter(s) to “Events and actions”."
+    assert shown[1] == "1 were subscribed already."
+    assert shown[2].startswith("Left 4 as they are: 2 had unsubscribed from all email or from")
+    assert "2 cannot be emailed" in shown[2]
+
+
+def test_bulk_subscribe_and_unsubscribe_take_the_same_queries_for_many_supporters(
+    membership_user, other_interest
+):
+    def queries(count):
+        people = [SupporterFactory() for _ in range(count)]
+        selected = Supporter.objects.filter(pk__in=[p.pk for p in people])
+        with CaptureQueriesContext(connection) as subscribing:
+            done = services.supporters_subscribe(
+                supporters=selected, interest=other_interest, actor=membership_user, method="staff"
+            )
+        with CaptureQueriesContext(connection) as unsubscribing:
+            left = services.supporters_unsubscribe(
+                supporters=selected, interest=other_interest, actor=membership_user, method="staff"
+            )
+        assert done.subscribed == left == count
+        return len(subscribing), len(unsubscribing)
+
+    assert queries(3) == queries(60)
 
 
 def test_bulk_unsubscribe_writes_withdrawals(staff_client, supporter, interest):
