@@ -417,14 +417,21 @@ class SupporterAdmin(SupporterImportExportMixin, SimpleHistoryAdmin):
         self.message_user(request, f"Subscribed {done.subscribed} supporter(s) to “{interest}”.")
         if done.already:
             self.message_user(request, f"{done.already} were subscribed already.")
-        if done.opted_out or done.unmailable:
+        why = []
+        if done.opted_out:
+            why.append(
+                f"{done.opted_out} unsubscribed from all email or from “{interest}” (only "
+                "they can subscribe again, from the link in any email)"
+            )
+        if done.unmailable:
+            why.append(
+                f"{done.unmailable} cannot be emailed (bounced, complained, erased or on the "
+                "suppression list)"
+            )
+        if why:
+            left = done.opted_out + done.unmailable
             self.message_user(
-                request,
-                f"Left {done.opted_out + done.unmailable} as they are: {done.opted_out} had "
-                f"unsubscribed from all email or from “{interest}” (only they can subscribe "
-                f"again, from the link in any email), {done.unmailable} cannot be emailed "
-                "(bounced, complained, erased or on the suppression list).",
-                messages.WARNING,
+                request, f"Left {left} as they are: {'; '.join(why)}.", messages.WARNING
             )
         return None
 

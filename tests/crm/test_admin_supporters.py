@@ -154,8 +154,10 @@ def test_bulk_subscribe_never_says_yes_for_people_who_said_no(
     shown = [str(m) for m in response.context["messages"]]
     assert shown[0] == "Subscribed 4 supporter(s) to “Events and actions”."
     assert shown[1] == "1 were subscribed already."
-    assert shown[2].startswith("Left 4 as they are: 2 had unsubscribed from all email or from")
-    assert "2 cannot be emailed" in shown[2]
+    assert shown[2].startswith("Left 4 as they are: 2 unsubscribed from all email or from")
+    assert shown[2].endswith(
+        "; 2 cannot be emailed (bounced, complained, erased or on the suppression list)."
+    )
 
 
 def test_bulk_subscribe_and_unsubscribe_take_the_same_queries_for_many_supporters(
