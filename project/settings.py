@@ -306,6 +306,9 @@ RALLY_PREFERENCES_WORDING = env.str(
     ),
 )
 RALLY_PREFERENCES_WORDING_VERSION = env.str("RALLY_PREFERENCES_WORDING_VERSION", default="")
+# A notice (sign-up confirmation, "your link", "your data") the ESP cannot take
+# is tried again after this many seconds, doubling up to ten minutes, for about a day.
+RALLY_NOTICE_RETRY_SECONDS = env.float("RALLY_NOTICE_RETRY_SECONDS", default=10.0)
 # Seconds a sign-up confirmation link works (unconfirmed sign-ups are never stored).
 RALLY_SIGNUP_CONFIRM_MAX_AGE = env.int("RALLY_SIGNUP_CONFIRM_MAX_AGE", default=7 * 24 * 3600)
 # Seconds a "download my data" link works.

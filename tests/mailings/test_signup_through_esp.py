@@ -34,3 +34,29 @@ def test_email_me_my_link_through_the_esp(postmark_esp, supporter):
     assert record.address == "alice@example.org"
     path = re.search(r"https://rally\.example\.org(/preferences/\S+/)", record.text).group(1)
     assert Client().get(path).status_code == 200
+
+
+def test_a_notice_the_esp_refuses_for_good_is_not_tried_again(postmark_esp, supporter):
+    """(One the ESP cannot take now is tried again later: tests/integration/.)"""
+    from mailings import notices
+
+    postmark_esp.set_faults(invalid=["alice@example.org"])
+
+    result = notices.send_data_download.apply(args=[supporter.pk])
+
+    assert result.state == "SUCCESS"
+    assert postmark_esp.call_count == 1
+    assert postmark_esp.messages() == []
+
+
+def test_notices_back_off_to_ten_minutes_and_keep_trying_for_about_a_day():
+    from mailings import esp, notices
+
+    down = esp.Outcome(esp.TRANSIENT, "ESP unavailable (503).")
+    waits = [notices.retry_delay(n, down) for n in range(notices.MAX_RETRIES)]
+
+    assert waits[:4] == [10, 20, 40, 80]
+    assert max(waits) == waits[-1] == 600
+    assert 20 * 3600 < sum(waits) < 30 * 3600
+    slow_down = esp.Outcome(esp.SLOW_DOWN, "The ESP asked us to slow down (429).", 45)
+    assert notices.retry_delay(3, slow_down) == 45
