@@ -33,7 +33,8 @@ logger = logging.getLogger(__name__)
 
 # What Anymail's parsers raise on a body no ESP would send (json's errors and
 # UnicodeDecodeError are ValueErrors). Database errors are none of these.
-UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError)
+# OverflowError and OSError: a timestamp beyond what the platform's clock holds.
+UNREADABLE = (ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError, OSError)
 
 
 # Anymail copies these from the ESP's JSON as they come; ESPs send text (or

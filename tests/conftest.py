@@ -1,5 +1,6 @@
 import os
 
+import hypothesis
 import pytest
 from django.contrib.auth.models import Group
 
@@ -11,6 +12,13 @@ from tests import factories
 REQUIRE_SERVICES = os.environ.get("RALLY_REQUIRE_SERVICES") == "1"
 # Debian's Chromium, driven by Playwright in tests/browser/ (never a downloaded build).
 CHROMIUM = "/usr/bin/chromium"
+
+# Property tests (Hypothesis) try new inputs on every local run, so they keep finding
+# new cases; CI tries the same ones each time, so a merge never fails on a case no
+# change of its own introduced. A case found locally goes in as an @example.
+hypothesis.settings.register_profile("ci", derandomize=True, print_blob=True)
+if REQUIRE_SERVICES:
+    hypothesis.settings.load_profile("ci")
 
 
 def pytest_collection_modifyitems(config, items):
