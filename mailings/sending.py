@@ -470,7 +470,7 @@ def _send_batch(mailing, prepared, rows, key, syntax):
             _send_batch(mailing, prepared, rows[:half], key, syntax)
             _send_batch(mailing, prepared, rows[half:], key, syntax)
             return
-        _record_failures(mailing, [(row, outcome) for row in rows])
+        _record_failures(mailing, [(row, outcome) for row in rows], one_call=True)
         return
     throttle.esp_accepted()
     _record_statuses(mailing, rows, message.anymail_status)
@@ -631,7 +631,8 @@ def _retry(rows, outcome, *, esp_down=False):
 
 
 @_reconnecting
-def _record_failures(mailing, failures):
+def _record_failures(mailing, failures, *, one_call=False):
+    """Record why `failures` (row, Outcome) were not sent: each its own ESP call, or `one_call`."""
     if not failures:
         return
     slow = [(row, outcome) for row, outcome in failures if outcome.kind == esp.SLOW_DOWN]
@@ -641,7 +642,10 @@ def _record_failures(mailing, failures):
     transient = [(row, outcome) for row, outcome in failures if outcome.kind == esp.TRANSIENT]
     if transient:
         rows, outcome = [row for row, _ in transient], transient[0][1]
-        esp_down = throttle.esp_failed([row.pk for row in rows], outcome.reason)
+        # A call counts once towards "the ESP is down", however many it carried:
+        # one batch that keeps failing is not an outage.
+        calls = rows[:1] if one_call else rows
+        esp_down = throttle.esp_failed([row.pk for row in calls], outcome.reason)
         _retry(rows, outcome, esp_down=esp_down)
     permanent = [(row, outcome) for row, outcome in failures if outcome.kind == esp.PERMANENT]
     with transaction.atomic():

@@ -113,14 +113,15 @@ def paused_for():
 
 
 def esp_failed(delivery_ids, reason):
-    """Note that the ESP failed a call for `delivery_ids`; return True if it looks down.
+    """Note that ESP calls for `delivery_ids` failed; return True if the ESP looks down.
 
     When it does, every worker holds back for a quarter of the outage so far
     (at least a second, at most OUTAGE_MAX_PAUSE): a few tries a minute, not
     thousands, and sending resumes within a minute of the ESP's recovery.
     """
     now = time.time()
-    members = [str(pk) for pk in delivery_ids]
+    # A few are enough to tell; the set stays small however long the outage.
+    members = [str(pk) for pk in delivery_ids[:OUTAGE_DELIVERIES]]
     client = _client()
     if client is not None:
         pipe = client.pipeline()

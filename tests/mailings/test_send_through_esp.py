@@ -215,6 +215,22 @@ def test_an_esp_outage_delays_the_mailing_but_gives_up_on_nobody(
     assert throttle.outage() is None
 
 
+def test_one_batch_that_keeps_failing_is_not_taken_for_an_outage(
+    settings, mailgun_esp, started, readers
+):
+    settings.RALLY_SEND_MAX_ATTEMPTS = 2
+    mailgun_esp.fail_always(503)
+    mailing = started()
+
+    for minutes in (0, 20, 40):
+        with time_machine.travel(timezone.now() + datetime.timedelta(minutes=minutes)):
+            drain(mailing)
+
+    assert mailgun_esp.call_count == 2  # all six readers in one call, tried twice
+    assert statuses(mailing) == {"failed": 6}
+    assert throttle.outage() is None
+
+
 def test_while_the_esp_is_down_the_task_waits_for_it_and_the_sweeper_leaves_it_be(
     postmark_esp, started, readers
 ):
