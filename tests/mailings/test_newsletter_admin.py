@@ -190,6 +190,12 @@ def test_staff_see_while_sending_that_the_esp_is_down_and_when_it_recovered(
     Mailing.objects.filter(pk=newsletter.pk).update(
         status=Mailing.Status.SENDING, recipient_count=3, started_at=timezone.now()
     )
+    DeliveryFactory(
+        mailing=newsletter,
+        status="queued",
+        retry_at=timezone.now() + datetime.timedelta(minutes=1),
+        error="ESP unavailable (503).",
+    )
     try:
         throttle.esp_failed([1, 2, 3], "ESP unavailable (503).")
 
@@ -200,6 +206,8 @@ def test_staff_see_while_sending_that_the_esp_is_down_and_when_it_recovered(
     finally:
         throttle.clear()
 
+    assert data["retrying"] == 1
+    assert 'Waiting to retry <strong data-progress="retrying">1</strong>' in page
     assert "The email service has accepted nothing since" in data["esp_outage"]
     assert "(ESP unavailable (503))" in data["esp_outage"]
     assert data["esp_outage"] in page
