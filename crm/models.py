@@ -79,6 +79,11 @@ class Tag(models.Model):
         return self.name
 
 
+def _on_suppression_list():
+    """Whether the supporter's address is on the suppression list (for filters and annotations)."""
+    return Exists(Suppression.objects.filter(email_hash=OuterRef("email_hash")))
+
+
 class SupporterQuerySet(models.QuerySet):
     def with_email(self, email):
         """Return the supporters whose address matches `email`, case and spaces aside."""
@@ -91,8 +96,12 @@ class SupporterQuerySet(models.QuerySet):
     def active(self):
         return self.filter(status=Supporter.Status.ACTIVE)
 
+    def with_suppressed(self):
+        """Annotate each supporter with `suppressed`: is their address on the suppression list?"""
+        return self.annotate(suppressed=_on_suppression_list())
+
     def not_suppressed(self):
-        return self.exclude(Exists(Suppression.objects.filter(email_hash=OuterRef("email_hash"))))
+        return self.exclude(_on_suppression_list())
 
     def mailable(self):
         """Return the supporters we may email at all: active and not suppressed."""

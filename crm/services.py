@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Subquery
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from crm import rawsql
@@ -38,13 +38,13 @@ class ConsentRefused(RallyError, ValidationError):
 # Statuses a supporter cannot be moved out of by granting consent: the
 # address failed or its owner objected, and only they can undo that by
 # signing up again from scratch.
-# Rows per INSERT in bulk writes: well inside PostgreSQL's 65,535 parameters a statement.
-BULK_BATCH_SIZE = 2_000
 UNMAILABLE_STATUSES = {
     Supporter.Status.BOUNCED,
     Supporter.Status.COMPLAINED,
     Supporter.Status.ERASED,
 }
+# Rows per INSERT in bulk writes: well inside PostgreSQL's 65,535 parameters a statement.
+BULK_BATCH_SIZE = 2_000
 
 
 def supporter_create(*, actor=None, **fields) -> Supporter:
@@ -579,13 +579,16 @@ def supporters_subscribe(
     """
     with transaction.atomic():
         now = timezone.now()
-        selected = _locked(supporters).annotate(
-            topic=Subquery(
-                Subscription.objects.filter(supporter=OuterRef("pk"), interest=interest).values(
-                    "status"
-                )[:1]
-            ),
-            suppressed=Exists(Suppression.objects.filter(email_hash=OuterRef("email_hash"))),
+        selected = (
+            _locked(supporters)
+            .with_suppressed()
+            .annotate(
+                topic=Subquery(
+                    Subscription.objects.filter(supporter=OuterRef("pk"), interest=interest).values(
+                        "status"
+                    )[:1]
+                )
+            )
         )
         left_all = Supporter.Status.UNSUBSCRIBED
         left_topic = Subscription.Status.UNSUBSCRIBED

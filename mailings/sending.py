@@ -595,6 +595,7 @@ def _retry(rows, outcome, *, esp_down=False):
     """
     now = timezone.now()
     counted = outcome.kind != esp.SLOW_DOWN and not esp_down
+    hold_back = max(throttle.paused_for(), 1.0) if esp_down else 0.0
     give_up, again = [], []
     for row in rows:
         if counted and row.attempts >= settings.RALLY_SEND_MAX_ATTEMPTS:
@@ -615,7 +616,7 @@ def _retry(rows, outcome, *, esp_down=False):
                 delay = max(outcome.retry_after or 1.0, 0.5) * random.uniform(1.0, 1.2)
                 attempts = max(0, row.attempts - 1)
             elif esp_down:
-                delay = max(throttle.paused_for(), 1.0) * random.uniform(1.0, 1.2)
+                delay = hold_back * random.uniform(1.0, 1.2)
                 attempts = max(0, row.attempts - 1)
             else:
                 delay = max(_backoff(row.attempts), outcome.retry_after or 0)

@@ -91,7 +91,7 @@ def reserve(count):
 
 
 def pause_all(seconds, *, key=PAUSE_KEY):
-    """Hold every worker back for `seconds` (the ESP said 429, Retry-After)."""
+    """Hold every worker back for `seconds` (the ESP said 429, Retry-After; or see esp_failed)."""
     until = time.time() + seconds
     client = _client()
     if client is not None:
