@@ -1,6 +1,7 @@
 """Read-only figures for a mailing: live progress while sending, and the report after."""
 
 import datetime
+import re
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -73,6 +74,13 @@ def _outage_note():
     )
 
 
+# A link is only made of a URL that starts, exactly, with http:// or https://:
+# the URL comes from the ESP's click event, which anyone able to reach the
+# webhook (or to get a link into a newsletter) chooses, and a javascript: or
+# data: URL in an href runs in the staff member's admin session.
+WEB_LINK = re.compile(r"https?://", re.IGNORECASE)
+
+
 def _unsubscribe_like(url):
     path = urlsplit(url).path
     return url.startswith(settings.SITE_URL) and (
@@ -120,7 +128,7 @@ def report(mailing: Mailing) -> dict:
         if _unsubscribe_like(row["url"]):
             personal += row["people"]
         elif len(links) < 10:
-            links.append(row)
+            links.append({**row, "linkable": WEB_LINK.match(row["url"]) is not None})
     return {
         "figures": figures,
         "top_links": links,
