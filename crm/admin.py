@@ -30,7 +30,7 @@ from crm.models import (
     Suppression,
     Tag,
 )
-from crm.segments import RULE_KEYS, SegmentRuleError, validate_rules
+from crm.segments import MAX_DAYS, RULE_KEYS, SegmentRuleError, validate_rules
 from crm.sync_admin import (  # also registers ImportBatchAdmin
     PartnerSyncMixin,
     SegmentExportMixin,
@@ -513,10 +513,16 @@ class SegmentForm(forms.ModelForm):
     joined_after = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     joined_before = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     opened_within_days = forms.IntegerField(
-        required=False, min_value=1, help_text="Opened any mailing in the last N days."
+        required=False,
+        min_value=1,
+        max_value=MAX_DAYS,
+        help_text=f"Opened any mailing in the last N days (1 to {MAX_DAYS:,}).",
     )
     clicked_within_days = forms.IntegerField(
-        required=False, min_value=1, help_text="Clicked a link in any mailing in the last N days."
+        required=False,
+        min_value=1,
+        max_value=MAX_DAYS,
+        help_text=f"Clicked a link in any mailing in the last N days (1 to {MAX_DAYS:,}).",
     )
 
     class Meta:

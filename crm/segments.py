@@ -15,6 +15,10 @@ definition matches every supporter):
     joined_before      ISO date, inclusive
     opened_within_days opened any mailing in the last N days
     clicked_within_days clicked a link in any mailing in the last N days
+
+Numbers and dates have bounds (MAX_DAYS, EARLIEST_DATE, LATEST_DATE): past
+them the database query cannot be built (a date before year 1), so a rule
+outside them is refused with a message rather than answered with an error page.
 """
 
 import datetime
@@ -38,6 +42,12 @@ RULE_KEYS = (
 )
 
 
+# Ten years: longer than any mailing history, and far from datetime's year-1 limit.
+MAX_DAYS = 3650
+EARLIEST_DATE = datetime.date(1900, 1, 1)
+LATEST_DATE = datetime.date(2999, 12, 31)
+
+
 class SegmentRuleError(ValidationError):
     """A saved segment definition that can no longer be evaluated."""
 
@@ -56,19 +66,28 @@ def _as_date(rules, key):
     if not value:
         return None
     try:
-        return datetime.date.fromisoformat(value)
+        date = datetime.date.fromisoformat(value)
     except (TypeError, ValueError):
         raise SegmentRuleError(
             f"Rule '{key}' must be a date written as YYYY-MM-DD, not {value!r}."
         ) from None
+    if not EARLIEST_DATE <= date <= LATEST_DATE:
+        raise SegmentRuleError(
+            f"Rule '{key}' must be a date between {EARLIEST_DATE.isoformat()} and "
+            f"{LATEST_DATE.isoformat()}, not {value}."
+        )
+    return date
 
 
 def _as_days(rules, key):
     value = rules.get(key)
     if value in (None, ""):
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise SegmentRuleError(f"Rule '{key}' must be a whole number of days, 1 or more.")
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_DAYS:
+        raise SegmentRuleError(
+            f"Rule '{key}' must be a whole number of days from 1 to {MAX_DAYS:,} "
+            f"(ten years), not {value!r}."
+        )
     return value
 
 
