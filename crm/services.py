@@ -5,6 +5,7 @@ change writes its consent record and audit event in the same transaction.
 """
 
 import functools
+import json
 from dataclasses import dataclass
 
 from django.core.exceptions import ValidationError
@@ -542,8 +543,51 @@ def supporter_erase(*, supporter: Supporter, actor=None) -> Supporter:
         supporter.link_version += 1
         supporter.save_without_historical_record()
         supporter.history.all().delete()
+        _admin_log_erase(supporter)
         _audit(AuditEvent.Kind.ERASED, supporter=supporter, actor=actor, source="staff")
     return supporter
+
+
+def _admin_log_erase(supporter):
+    """Anonymise the admin's log of changes to `supporter` (who changed it and when stay).
+
+    Django's admin log names the object as it was shown (“Alice Smith
+    <alice@…>”) and its messages may name inline rows; keep only which fields
+    changed, which holds no personal data.
+    """
+    from django.contrib.admin.models import LogEntry
+    from django.contrib.contenttypes.models import ContentType
+
+    entries = LogEntry.objects.filter(
+        content_type=ContentType.objects.get_for_model(Supporter), object_id=str(supporter.pk)
+    )
+    for entry in entries.only("change_message"):
+        entry.object_repr = f"Supporter #{supporter.pk} (erased)"
+        entry.change_message = _fields_only(entry.change_message)
+        entry.save(update_fields=["object_repr", "change_message"])
+
+
+def _fields_only(change_message):
+    """Return an admin log message keeping only the names of the fields changed."""
+    try:
+        parts = json.loads(change_message or "[]")
+    except ValueError:
+        return ""  # free text written by hand: it may say anything
+    if not isinstance(parts, list):
+        return ""
+    kept = []
+    for part in parts:
+        for action in ("added", "changed", "deleted"):
+            detail = part.get(action) if isinstance(part, dict) else None
+            # A detail naming an "object" is about an inline row, shown as it read.
+            if not isinstance(detail, dict) or "object" in detail:
+                continue
+            fields = detail.get("fields")
+            if action == "changed" and isinstance(fields, list):
+                kept.append({action: {"fields": [str(field) for field in fields]}})
+            else:
+                kept.append({action: {}})
+    return json.dumps(kept)
 
 
 @dataclass(frozen=True)
