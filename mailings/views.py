@@ -50,10 +50,6 @@ def _link_invalid(request, kind="link"):
     )
 
 
-def _rate_limited(request):
-    return _page(request, "rate_limited.html", status=429)
-
-
 def _preferences_context(supporter, token, form=None, **extra):
     interests = selfservice.interests_with_choices(supporter=supporter)
     if form is None:
@@ -101,13 +97,19 @@ def signup(request):
         "chosen": set(form.data.getlist("interests")) if form.is_bound else set(),
     }
     if request.method == "POST":
-        if not ratelimit.allow_ip(request, "signup"):
-            return _rate_limited(request)
+        within_ip_limit = ratelimit.allow_ip(request, "signup")
         if form.is_valid():
             data = form.cleaned_data
             # Every outcome below gives the same answer, so the form cannot be
-            # used to learn whether an address is known or suppressed.
-            if not form.is_robot() and ratelimit.allow_address(data["email"], "signup"):
+            # used to learn whether an address is known or suppressed, nor
+            # whether a limit was reached (which would tell whoever floods it
+            # when to move to another network).
+            if (
+                within_ip_limit
+                and not form.is_robot()
+                and ratelimit.allow_address(data["email"], "signup")
+                and ratelimit.allow_notice("sign-up")
+            ):
                 pending = selfservice.signup_pending(
                     email=data["email"],
                     first_name=data["first_name"],
@@ -166,13 +168,17 @@ def link_request(request):
     """/preferences/: send a fresh preference link to an address, if we know it."""
     form = LinkRequestForm(request.POST if request.method == "POST" else None)
     if request.method == "POST":
-        if not ratelimit.allow_ip(request, "link"):
-            return _rate_limited(request)
+        within_ip_limit = ratelimit.allow_ip(request, "link")
         if form.is_valid():
             email = form.cleaned_data["email"]
             # The same work and the same answer whether or not the address is
-            # known: the task looks it up, so even timing gives nothing away.
-            if ratelimit.allow_address(email, "link"):
+            # known (the task looks it up, so even timing gives nothing away)
+            # and whether or not a limit was reached.
+            if (
+                within_ip_limit
+                and ratelimit.allow_address(email, "link")
+                and ratelimit.allow_notice("link")
+            ):
                 notices.send_preferences_link.delay(tokens.make_link_request_token(email))
             return _page(request, "link_request_sent.html", {"email": email})
     return _page(request, "link_request.html", {"form": form})
@@ -250,7 +256,7 @@ def preferences_data(request, token):
     supporter = tokens.read_preferences_token(token)
     if supporter is None:
         return _link_invalid(request)
-    if ratelimit.allow_address(supporter.email, "data"):
+    if ratelimit.allow_address(supporter.email, "data") and ratelimit.allow_notice("data"):
         notices.send_data_download.delay(supporter.pk)
     return _page(
         request,

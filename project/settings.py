@@ -317,10 +317,12 @@ RALLY_DATA_LINK_MAX_AGE = env.int("RALLY_DATA_LINK_MAX_AGE", default=24 * 3600)
 RALLY_RECORD_IP = env.bool("RALLY_RECORD_IP", default=False)
 # Proxies in front of Rally that append to X-Forwarded-For (0: use the peer address).
 RALLY_TRUSTED_PROXIES = env.int("RALLY_TRUSTED_PROXIES", default=0)
-# Requests per client IP and per email address to the public forms, as "count/period"
-# with period s, m, h or d.
+# Requests to the public forms per client network (an IPv4 address or an IPv6 /64) and
+# per mailbox (the address without its +tag), as "count/period" with period s, m, h or d.
 RALLY_RATE_LIMIT_PER_IP = env.str("RALLY_RATE_LIMIT_PER_IP", default="30/h")
 RALLY_RATE_LIMIT_PER_ADDRESS = env.str("RALLY_RATE_LIMIT_PER_ADDRESS", default="5/h")
+# Confirmation and link emails the public pages may queue in an hour, in all.
+RALLY_NOTICES_PER_HOUR = env.int("RALLY_NOTICES_PER_HOUR", default=1000)
 # Sites allowed to embed the sign-up form in a frame (CSP frame-ancestors); "*" for any.
 RALLY_SIGNUP_FRAME_ANCESTORS = env.list("RALLY_SIGNUP_FRAME_ANCESTORS", default=["*"])
 
