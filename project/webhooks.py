@@ -3,9 +3,13 @@ Anymail's webhook URLs, behind a guard that answers hostile or broken calls
 with a clear 4xx instead of a server error.
 
 Anymail authenticates, parses and normalises the ESPs' webhooks; Rally mounts
-every one of its views (`/anymail/<esp>/tracking/`, …) with `WebhookGuard`
-in front:
+every one of its tracking views (`/anymail/<esp>/tracking/`; Rally receives
+no inbound mail) with `WebhookGuard` in front:
 
+- an ESP whose webhook lacks its settings (Mandrill's or Postal's webhook
+  key, Mailgun's signing key, boto3 for Amazon SES…): 404, as if not there;
+- no ANYMAIL["WEBHOOK_SECRET"] while DEBUG is off: 403 for every call, so a
+  forgotten secret never lets anyone post bounces and complaints;
 - a body over RALLY_WEBHOOK_MAX_BYTES: 413, before the body is read;
 - no or wrong basic-auth credentials (ANYMAIL["WEBHOOK_SECRET"]): 401;
 - any other failed check, such as a wrong Mailgun signature: 403;
@@ -23,7 +27,7 @@ from anymail import urls as anymail_urls
 from anymail.exceptions import AnymailConfigurationError, AnymailWebhookValidationFailure
 from anymail.utils import get_request_basic_auth
 from django.conf import settings
-from django.http import HttpResponse
+from django.http import Http404, HttpResponse
 from django.urls import URLPattern
 from django.utils.crypto import constant_time_compare
 
@@ -80,8 +84,35 @@ def _answer(status, text, headers=None):
 class WebhookGuard:
     """Put in front of an Anymail webhook view (see the module docstring)."""
 
+    # Why the ESP's view cannot work here (its settings are missing), or None.
+    unavailable = None
+
+    def __init__(self, **kwargs):
+        # Anymail reads the ESP's settings when the view is made, once per
+        # request, and raises if they are missing: a 500 for anyone who calls.
+        try:
+            super().__init__(**kwargs)
+        except AnymailConfigurationError as error:
+            self.unavailable = error
+
+    def setup(self, request, *args, **kwargs):
+        # Here, not in dispatch(): as_view() copies csrf_exempt from Anymail's dispatch().
+        super().setup(request, *args, **kwargs)
+        if self.unavailable is not None:
+            self._not_configured(self.unavailable)
+
+    def _not_configured(self, error):
+        logger.warning("%s webhook called but not configured: %s", self.esp_name, error)
+        raise Http404("No such webhook.") from error
+
     def post(self, request, *args, **kwargs):
         esp = self.esp_name
+        if not getattr(self, "basic_auth", None) and not settings.DEBUG:
+            # Anyone could otherwise post a bounce or complaint for any address.
+            logger.warning(
+                "%s webhook refused: ANYMAIL_WEBHOOK_SECRET is not set and DEBUG is off", esp
+            )
+            return _answer(403, "Webhooks are turned off until ANYMAIL_WEBHOOK_SECRET is set.")
         try:
             size = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
@@ -111,13 +142,16 @@ class WebhookGuard:
     def _basic_auth_ok(self, request):
         allowed = getattr(self, "basic_auth", None)
         if not allowed:
-            return True  # not configured (development); `check --deploy` insists on it
+            return True  # development only: post() refuses every call otherwise
         given = get_request_basic_auth(request) or ""
         return any(constant_time_compare(given, secret) for secret in allowed)
 
     def run_validators(self, request):
         try:
             super().run_validators(request)
+        except AnymailConfigurationError as error:
+            # Mandrill reads its webhook key only here.
+            self._not_configured(error)
         except UNREADABLE as error:
             raise UnreadablePayload(type(error).__name__) from error
 
@@ -149,5 +183,10 @@ def _guarded(pattern):
     )
 
 
+def _is_tracking(pattern):
+    # Mandrill's one URL ("mandrill_webhook") takes tracking and inbound events.
+    return pattern.name.endswith("_tracking_webhook") or pattern.name == "mandrill_webhook"
+
+
 app_name = anymail_urls.app_name
-urlpatterns = [_guarded(pattern) for pattern in anymail_urls.urlpatterns]
+urlpatterns = [_guarded(pattern) for pattern in anymail_urls.urlpatterns if _is_tracking(pattern)]

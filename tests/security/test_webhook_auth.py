@@ -210,3 +210,66 @@ def test_general_upload_limit_still_applies_to_form_bodies(webhook_settings, del
 
     assert response.status_code == 400
     assert changed_tables(before, database_state()) == []
+
+
+def sendgrid_bounce(delivery):
+    return [
+        {
+            "email": "john@example.com",
+            "timestamp": 1763900000,
+            "event": "bounce",
+            "sg_event_id": "sg-bounce",
+            "sg_message_id": "14c5d75ce93.dfd.64b469.filter0001.16648.5515E0B88.0",
+            "reason": "550 5.1.1 No such user",
+            "type": "bounce",
+            "delivery_id": str(delivery.pk),
+        }
+    ]
+
+
+@pytest.fixture
+def no_webhook_secret(webhook_settings):
+    """Production with ANYMAIL_WEBHOOK_SECRET forgotten: DEBUG off, every other setting there."""
+    webhook_settings.ANYMAIL = {
+        key: value for key, value in webhook_settings.ANYMAIL.items() if key != "WEBHOOK_SECRET"
+    }
+    webhook_settings.DEBUG = False
+    return webhook_settings
+
+
+@pytest.mark.filterwarnings("ignore::anymail.exceptions.AnymailWarning")
+@pytest.mark.parametrize(
+    ("url", "payload"),
+    [
+        (POSTMARK, postmark_bounce),
+        (MAILGUN, mailgun_complaint),
+        ("/anymail/sendgrid/tracking/", sendgrid_bounce),
+    ],
+    ids=["postmark", "mailgun", "sendgrid"],
+)
+def test_without_a_webhook_secret_every_webhook_answers_403_and_records_nothing(
+    no_webhook_secret, delivery, url, payload, caplog
+):
+    """A forgotten secret fails closed: no one can post bounces or complaints, even
+    a correctly signed Mailgun event, and the log says what to set, naming no one."""
+    before = database_state()
+
+    anonymous = post_json(url, payload(delivery), auth=None)
+    with_credentials = post_json(url, payload(delivery), WEBHOOK_AUTH)
+    tracking.delivery_events_apply_pending()
+
+    assert (anonymous.status_code, with_credentials.status_code) == (403, 403)
+    assert changed_tables(before, database_state()) == []
+    assert "ANYMAIL_WEBHOOK_SECRET is not set" in caplog.text
+    assert "john@example.com" not in caplog.text
+
+
+@pytest.mark.filterwarnings("ignore::anymail.exceptions.AnymailInsecureWebhookWarning")
+def test_the_secret_is_read_when_the_webhook_is_called(no_webhook_secret, delivery):
+    """Setting the secret (or DEBUG, in development) takes effect without a new URLconf."""
+    refused = post_json(POSTMARK, postmark_bounce(delivery), auth=None)
+    no_webhook_secret.DEBUG = True
+    in_development = post_json(POSTMARK, postmark_bounce(delivery), auth=None)
+
+    assert (refused.status_code, in_development.status_code) == (403, 200)
+    assert DeliveryEvent.objects.filter(delivery=delivery).count() == 1
