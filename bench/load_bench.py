@@ -270,7 +270,7 @@ def spawn(command, env, log):
 
 def start_processes(args, tmp):
     env = server_env(args)
-    python, gunicorn = sys.executable, ROOT / ".venv/bin/gunicorn"
+    python, gunicorn = sys.executable, Path(sys.executable).parent / "gunicorn"
     # Background work yields the CPU to web requests (docs/deploy.md, "Sizing"); the
     # simulator stands for an ESP on another continent, so it yields too.
     nice = f"nice -n {args.nice}" if args.nice else ""

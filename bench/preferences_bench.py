@@ -149,7 +149,7 @@ def prepare(count):
 def start_server(port, workers, threads, worker_class="gthread"):
     env = {**os.environ, **SERVER_ENV, "SITE_URL": f"http://127.0.0.1:{port}"}
     command = [
-        str(ROOT / ".venv/bin/gunicorn"),
+        str(Path(sys.executable).parent / "gunicorn"),
         "project.wsgi",
         "--bind",
         f"127.0.0.1:{port}",
@@ -339,10 +339,9 @@ def run_phase(name, port, method, paths, seconds, connections, clients, check, s
 
 
 def server_python():
-    """Return the version and home of the Python gunicorn runs on (the project's .venv)."""
+    """Return the version and home of the Python gunicorn runs on (the one running this)."""
     script = "import platform, sys; print(platform.python_version(), 'from', sys.base_prefix)"
-    python = str(ROOT / ".venv/bin/python")
-    return "Python " + subprocess.check_output([python, "-c", script], text=True).strip()
+    return "Python " + subprocess.check_output([sys.executable, "-c", script], text=True).strip()
 
 
 def cpu_check():

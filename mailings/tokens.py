@@ -206,7 +206,7 @@ def _open(salt, token, max_age):
 
 
 def make_signup_token(signup: dict) -> str:
-    """Seal a pending sign-up (see mailings.selfservice.PendingSignup.as_dict)."""
+    """Seal a pending sign-up (the dict mailings.selfservice.signup_pending returns)."""
     return _seal(SIGNUP_SALT, signup)
 
 

@@ -73,6 +73,31 @@ def _own_var_folder(tmp_path_factory):
     app.conf.broker_transport_options = saved_transport_options
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _mail_sink_of_the_test_run():
+    """A mail sink of the test run's own, on a free port, in place of `make run`'s on :8025.
+
+    Settings send mail to RALLY_MAILSINK_URL (default http://127.0.0.1:8025):
+    a developer's running sink would otherwise receive what tests send, and
+    show it among their own mail. Processes a test starts (workers, gunicorn)
+    read the environment, so it points there too.
+    """
+    from mailings.mailsink import MailSink
+
+    with MailSink(port=0, latency_ms=0) as sink, pytest.MonkeyPatch.context() as patch:
+        patch.setenv("RALLY_MAILSINK_URL", sink.url)
+        if "ANYMAIL_POSTMARK_API_URL" in os.environ:
+            patch.setenv("ANYMAIL_POSTMARK_API_URL", sink.postmark_api_url)
+        yield sink
+
+
+@pytest.fixture(autouse=True)
+def _own_mail_sink(settings, _mail_sink_of_the_test_run):
+    sink = _mail_sink_of_the_test_run
+    settings.RALLY_MAILSINK_URL = sink.url
+    settings.ANYMAIL = {**settings.ANYMAIL, "POSTMARK_API_URL": sink.postmark_api_url}
+
+
 @pytest.fixture(autouse=True)
 def _fast_and_local(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

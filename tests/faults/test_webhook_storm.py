@@ -30,6 +30,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from django.conf import settings
@@ -53,6 +54,8 @@ SECRET = "storm:webhook-secret"
 AUTH = "Basic " + base64.b64encode(SECRET.encode()).decode()
 MAILGUN_KEY = "storm-signing-key"
 PORTS = range(18850, 18900)
+# gunicorn as installed beside this Python, in whichever virtualenv runs the tests.
+BIN = Path(sys.executable).parent
 START = 1_790_000_000  # 2026-09-21: events' times, one second apart per delivery
 
 # Share of deliveries per ESP; batching ESPs carry most of the storm, as they do.
@@ -444,7 +447,7 @@ def storm_servers(tmp_path, broker):
     }
     log = (tmp_path / "servers.log").open("w")
     commands = [
-        f"{ROOT / '.venv/bin/gunicorn'} project.wsgi --bind 127.0.0.1:{port} --workers 3 "
+        f"{BIN / 'gunicorn'} project.wsgi --bind 127.0.0.1:{port} --workers 3 "
         "--worker-class gthread --threads 4 --keep-alive 30",
         f"{sys.executable} -m celery --app project worker --queues webhooks --concurrency 3 "
         "--loglevel WARNING --without-gossip --without-mingle --hostname storm@%h",

@@ -173,8 +173,15 @@ def test_page_loads_nothing_from_elsewhere_and_is_never_cached(client, supporter
 
 
 def test_page_is_a_handful_of_queries(client, supporter, django_assert_max_num_queries):
+    """The preference centre is shown in full in at most six queries."""
     with django_assert_max_num_queries(6):
-        client.get(url(supporter))
+        response = client.get(url(supporter))
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "<form" in html
+    assert 'id="interest-r2p"' in html
+    assert 'value="Alice"' in html
 
 
 def test_what_people_typed_is_shown_as_text_never_as_markup(client, supporter, other_interest):
