@@ -15,6 +15,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
+# Both are for development: DEBUG on (unless set otherwise), so that no variable is
+# needed; settings then keep a random SECRET_KEY in var/secret-key.
+run test: export DEBUG ?= 1
+
 run: $(VENV)/.installed
 	python manage.py migrate --no-input
 	python manage.py seed_demo --if-empty

@@ -8,29 +8,59 @@ run the same code in production (see .env.example and docs/deploy.md).
 """
 
 import os
+import secrets
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("RALLY_VAR_DIR", BASE_DIR / "var"))
 
 env = environ.Env()
 if (BASE_DIR / ".env").exists():
     env.read_env(BASE_DIR / ".env")
 
-DEBUG = env.bool("DEBUG", default=True)
+# Where Rally keeps its local files (SQLite database, broker, cache, development key).
+VAR_DIR = Path(env.str("RALLY_VAR_DIR", default="") or BASE_DIR / "var")
+
+# Off unless asked for: a forgotten variable must not leave a site in development
+# mode. `make run` and `make test` turn it on themselves.
+DEBUG = env.bool("DEBUG", default=False)
+
+
+def _development_secret_key(path):
+    """Return the key kept in `path`, writing a random one there (mode 0600) the first time."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}")
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+            file.write(secrets.token_urlsafe(50) + "\n")
+        try:
+            # The web server, the worker and beat start together: whoever links
+            # the file first wins, and all of them read the same key.
+            os.link(draft, path)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    key = path.read_text().strip()
+    if not key:
+        raise ImproperlyConfigured(f"{path} is empty: delete it, and a new key is made.")
+    return key
+
 
 SECRET_KEY = env.str("SECRET_KEY", default="")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
-            "SECRET_KEY is not set. With DEBUG off Rally refuses to start without one: "
-            "set SECRET_KEY to a long random string (python -c 'import secrets; "
-            "print(secrets.token_urlsafe(50))')."
+            "SECRET_KEY is not set, and DEBUG is off, so Rally refuses to start. In production "
+            "set SECRET_KEY to a long random string, the same for every process (python -c "
+            "'import secrets; print(secrets.token_urlsafe(50))'). For development set DEBUG=1 "
+            "instead (`make run` does): a random key is then kept in var/secret-key."
         )
-    SECRET_KEY = "rally-development-key-not-for-production"
+    # Development: a random key of this checkout's own, made once, as the admin
+    # password is (manage.py ensure_admin); never a key published in the source.
+    SECRET_KEY = _development_secret_key(VAR_DIR / "secret-key")
 
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
