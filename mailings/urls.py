@@ -1,8 +1,10 @@
 from django.urls import path
 
-from mailings import views
+from mailings import home, views
 
 urlpatterns = [
+    path("", home.home, name="home"),
+    path("favicon.ico", home.favicon),
     # Public supporter pages (docs/self-service.md).
     path("join/", views.signup, name="signup"),
     path("join/confirm/<str:token>/", views.signup_confirm, name="signup-confirm"),

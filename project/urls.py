@@ -6,6 +6,7 @@ from project.health import healthz
 admin.site.site_header = "Rally"
 admin.site.site_title = "Rally"
 admin.site.index_title = "Supporters and mailings"
+admin.site.site_url = "/"  # "View site": the home page (mailings.home)
 
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
