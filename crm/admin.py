@@ -196,6 +196,9 @@ class SegmentActionForm(forms.Form):
 
 @admin.register(Supporter)
 class SupporterAdmin(SupporterImportExportMixin, SimpleHistoryAdmin):
+    class Media:
+        js = ["crm/admin.js"]  # asks before the revoke button acts (data-confirm)
+
     list_display = (
         "email",
         "full_name",
@@ -294,8 +297,8 @@ class SupporterAdmin(SupporterImportExportMixin, SimpleHistoryAdmin):
             '<a class="button" href="{}">Export everything we hold (JSON)</a> '
             '<a class="button" href="{}">Erase this supporter…</a> '
             '<button type="submit" class="button" formaction="{}" formmethod="post" '
-            "formnovalidate onclick=\"return confirm('Every preference and unsubscribe link "
-            "this supporter was sent will stop working. Continue?')\">"
+            'formnovalidate data-confirm="Every preference and unsubscribe link this '
+            'supporter was sent will stop working. Continue?">'
             "Revoke this supporter's email links</button>",
             export,
             erase,

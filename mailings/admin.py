@@ -5,6 +5,7 @@ only users with mailings.send_mailing (Campaign managers, superusers) may
 send, schedule, pause, resume, cancel or test-send.
 """
 
+from csp.decorators import csp_update
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -180,8 +181,15 @@ class MailingAdmin(admin.ModelAdmin):
 
     def get_urls(self):
         view = self.admin_site.admin_view
+        # The preview's sandboxed frame (no scripts) shows the email as sent, with
+        # its <style> and remote images; a srcdoc frame obeys its page's policy.
+        preview = csp_update({"style-src": ["'unsafe-inline'"], "img-src": ["https:", "http:"]})
         own = [
-            path("<int:pk>/preview/", view(self.preview_view), name="mailings_mailing_preview"),
+            path(
+                "<int:pk>/preview/",
+                view(preview(self.preview_view)),
+                name="mailings_mailing_preview",
+            ),
             path("<int:pk>/test-send/", view(self.test_send_view), name="mailings_mailing_test"),
             path("<int:pk>/send/", view(self.send_view), name="mailings_mailing_send"),
             path("<int:pk>/schedule/", view(self.schedule_view), name="mailings_mailing_schedule"),
