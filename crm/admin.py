@@ -30,7 +30,13 @@ from crm.models import (
     Suppression,
     Tag,
 )
-from crm.segments import MAX_DAYS, RULE_KEYS, SegmentRuleError, validate_rules
+from crm.segments import (
+    MAX_DAYS,
+    RULE_KEYS,
+    SegmentRuleError,
+    mailings_using,
+    validate_rules,
+)
 from crm.sync_admin import (  # also registers ImportBatchAdmin
     PartnerSyncMixin,
     SegmentExportMixin,
@@ -602,9 +608,44 @@ class SegmentAdmin(SegmentExportMixin, admin.ModelAdmin):
     )
 
     def save_model(self, request, obj, form, change):
-        if obj.created_by_id is None:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        services.segment_save(segment=obj, actor=request.user)
+        if change and set(form.changed_data) & {"kind", *RULE_KEYS}:
+            in_use = mailings_using([obj.pk])
+            if in_use:
+                self.message_user(
+                    request,
+                    "The audience of mailings still to be sent changed with this segment: "
+                    + "; ".join(in_use)
+                    + ". Their pages say so.",
+                    messages.WARNING,
+                )
+
+    # A segment that a mailing still to be sent uses is protected from deletion,
+    # so the delete page and the bulk delete action name the mailings and refuse.
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        protected = [*protected, *mailings_using([segment.pk for segment in objs])]
+        return deleted, counts, perms_needed, protected
+
+    def delete_model(self, request, obj):
+        services.segments_delete(segments=[obj], actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        services.segments_delete(segments=queryset, actor=request.user)
+
+    def delete_view(self, request, object_id, extra_context=None):
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except services.SegmentInUse as error:  # a mailing took it up since the page was shown
+            self.message_user(request, error.message, messages.ERROR)
+            return redirect("admin:crm_segment_change", object_id)
+
+    def changelist_view(self, request, extra_context=None):
+        try:
+            return super().changelist_view(request, extra_context)
+        except services.SegmentInUse as error:  # likewise, for the bulk delete action
+            self.message_user(request, error.message, messages.ERROR)
+            return redirect("admin:crm_segment_changelist")
 
     def _members(self, segment):
         if segment.pk is None:

@@ -626,6 +626,7 @@ class AuditEvent(models.Model):
         SUPPRESSED = "suppressed", "Address suppressed"
         SEGMENT_ADDED = "segment_added", "Added to segment"
         SEGMENT_REMOVED = "segment_removed", "Removed from segment"
+        SEGMENT_CHANGED = "segment_changed", "Segment rules changed"
         DATA_EXPORTED = "data_exported", "Personal data exported"
         ERASED = "erased", "Supporter erased"
         EXPORTED = "exported", "List exported"

@@ -217,3 +217,67 @@ def _engaged_within(kind, days):
     from mailings.engagement import engaged_since
 
     return engaged_since(kind, timezone.now() - datetime.timedelta(days=days))
+
+
+def mailings_using(segment_ids):
+    """Return a sentence for each unfinished mailing that includes or excludes these segments.
+
+    Unfinished: draft, scheduled, sending or paused. A scheduled mailing
+    resolves its audience when it starts, and sending re-checks the excluded
+    segments batch by batch, so a change to the segment changes who gets it.
+    """
+    from mailings.models import Mailing
+
+    finished = (Mailing.Status.SENT, Mailing.Status.CANCELLED)
+    lines = []
+    for relation, verb in (("include_segments", "sends to"), ("exclude_segments", "leaves out")):
+        links = (
+            getattr(Mailing, relation)
+            .through.objects.filter(segment_id__in=list(segment_ids))
+            .exclude(mailing__status__in=finished)
+            .select_related("mailing", "segment")
+            .order_by("mailing__name", "mailing_id")
+        )
+        for link in links:
+            mailing = link.mailing
+            lines.append(
+                f"Mailing “{mailing}” ({mailing.get_status_display().lower()}) "
+                f"{verb} segment “{link.segment}”"
+            )
+    return lines
+
+
+def changes_since(segment_ids, since):
+    """Return a sentence for each of these segments whose rules changed after `since`.
+
+    Names the latest change: when, by whom, and the segment's size before and after.
+    """
+    from crm.models import AuditEvent
+
+    events = (
+        AuditEvent.objects.filter(
+            kind=AuditEvent.Kind.SEGMENT_CHANGED,
+            created_at__gt=since,
+            detail__segment__in=list(segment_ids),
+        )
+        .select_related("actor")
+        .order_by("-created_at", "-id")
+    )
+    lines, seen = [], set()
+    for event in events:
+        detail = event.detail
+        if detail.get("segment") in seen:
+            continue
+        seen.add(detail.get("segment"))
+        when = timezone.localtime(event.created_at).strftime("%d %b %Y at %H:%M")
+        who = event.actor.get_username() if event.actor else "someone"
+        lines.append(
+            f"Segment “{detail.get('name')}” changed on {when} by {who}, after this mailing "
+            f"was last saved: {_members(detail.get('members_before'))} before, "
+            f"{_members(detail.get('members'))} now."
+        )
+    return lines
+
+
+def _members(count):
+    return "an unknown number of members" if count is None else f"{count:,} members"

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_POST
 from crm.admin import ReadOnlyAdmin
 from crm.models import Supporter
 from crm.segments import SegmentRuleError
+from crm.segments import changes_since as segment_changes
 from crm.services import supporter_get
 from mailings import emails, reports, services
 from mailings.models import Delivery, Mailing
@@ -239,6 +240,13 @@ class MailingAdmin(admin.ModelAdmin):
                 count = mailing.audience().count()
         except SegmentRuleError as error:
             warnings.append(f"A segment of the audience cannot be evaluated: {error.message}")
+        if mailing.is_editable:
+            segments = [
+                *mailing.include_segments.values_list("pk", flat=True),
+                *mailing.exclude_segments.values_list("pk", flat=True),
+            ]
+            now = "" if count is None else f" This mailing would now go to {count:,} supporters."
+            warnings += [change + now for change in segment_changes(segments, mailing.updated_at)]
         if not mailing.interests.exists() and not mailing.include_segments.exists():
             warnings.append("No audience chosen: pick at least one interest or segment.")
         elif count == 0:
