@@ -35,6 +35,7 @@ import logging
 import time
 from collections import defaultdict
 from typing import NamedTuple
+from urllib.parse import urlsplit
 
 from django.core.cache import cache
 from django.db import InterfaceError, OperationalError, connection, transaction
@@ -180,7 +181,7 @@ def delivery_events_record(*, events, esp_name: str) -> int:
             key,
             kind[:24],
             _aware(event.timestamp) or now,
-            _text(event.click_url, 2000),
+            _web_link(event.click_url),
             _text(event.reject_reason or event.description, 255),
             _suppress_as(kind, event.reject_reason),
         )
@@ -248,7 +249,12 @@ def _delivery_ids(events):
     wanted = {
         n: (str(event.message_id)[:255], email_hash(event.recipient))
         for n, event in enumerate(events)
-        if ids[n] is None and event.message_id and event.recipient
+        if ids[n] is None
+        and event.message_id
+        and event.recipient
+        # Text no delivery can hold names none (and PostgreSQL refuses it in a query).
+        and _storable(str(event.message_id))
+        and _storable(event.recipient)
     }
     if wanted:
         found = {
@@ -317,8 +323,30 @@ def _suppress_as(kind, reject_reason):
 
 
 def _text(value, limit):
-    # PostgreSQL text cannot hold NUL characters; no ESP sends them on purpose.
-    return (value or "").replace("\x00", "")[:limit]
+    # PostgreSQL text cannot hold NUL characters, nor a lone UTF-16 surrogate
+    # (JSON's "\ud800"), which has no UTF-8 form; no ESP sends them on purpose.
+    value = (value or "").replace("\x00", "")
+    return value.encode("utf-8", "replace").decode("utf-8")[:limit]
+
+
+def _web_link(url):
+    """Return the clicked link if it is an http(s) URL, else "".
+
+    The mailing report links to what is stored here, so a "javascript:" or
+    "data:" link (from a forged event, or a newsletter that had one) must
+    never be kept as a link.
+    """
+    url = _text(url, 2000)
+    try:
+        # urlsplit drops the tabs and newlines browsers ignore ("java\tscript:").
+        parts = urlsplit(url)
+    except ValueError:  # an unclosed "[" in the host
+        return ""
+    return url if parts.scheme.lower() in ("http", "https") and parts.netloc else ""
+
+
+def _storable(value):
+    return _text(value, len(value)) == value
 
 
 def _aware(moment):

@@ -375,3 +375,109 @@ def test_ids_may_be_numbers_and_a_tag_may_be_missing():
         check_event(AnymailTrackingEvent(event_type="bounced", message_id=True))
     with pytest.raises(UnreadablePayload, match="click_url"):
         check_event(AnymailTrackingEvent(event_type="clicked", click_url={"a": 1}))
+
+
+# Text PostgreSQL cannot take: a NUL character, and half of a UTF-16 surrogate
+# pair (JSON's "\ud800" escape), which has no UTF-8 form.
+UNSTORABLE = {"NUL": "\x00", "lone surrogate": "\ud800"}
+
+
+def _post_unstorable_text(delivery, text):
+    """Post Postmark events carrying `text` in every field Rally reads, with no delivery id."""
+    events = [
+        {"RecordType": "Delivery", "MessageID": MESSAGE_ID + text, "Recipient": ADDRESS},
+        {"RecordType": "Delivery", "MessageID": text, "Recipient": ADDRESS + text},
+        {
+            "RecordType": "Click",
+            "MessageID": MESSAGE_ID,
+            "Recipient": ADDRESS,
+            "OriginalLink": "https://example.org/" + text,
+            "ReceivedAt": "2026-11-05T16:33:54Z",
+        },
+        {
+            "RecordType": "Bounce",
+            "ID": 42,
+            "Type": "HardBounce",
+            "MessageID": MESSAGE_ID,
+            "Email": ADDRESS,
+            "Description": "Unknown user" + text,
+            "BouncedAt": "2026-11-05T16:33:54Z",
+        },
+    ]
+    client = Client(raise_request_exception=False)
+    return [
+        client.post(
+            POSTMARK,
+            data=json.dumps(event),  # ensure_ascii: "\u0000" and "\ud800" escapes, as ESPs send
+            content_type="application/json",
+            HTTP_AUTHORIZATION=WEBHOOK_AUTH,
+        ).status_code
+        for event in events
+    ]
+
+
+@pytest.mark.parametrize("text", list(UNSTORABLE.values()), ids=list(UNSTORABLE))
+def test_text_the_database_cannot_store_is_dropped_or_refused_never_a_500(delivery, text):
+    """A message id that cannot be stored names no delivery; other fields lose the bad text."""
+    statuses = _post_unstorable_text(delivery, text)
+    tracking.delivery_events_apply_pending()
+
+    assert all(status in (200, 400) for status in statuses), statuses
+    for recorded in DeliveryEvent.objects.filter(delivery=delivery):
+        assert text not in recorded.url + recorded.reason + recorded.dedupe_key
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("text", list(UNSTORABLE.values()), ids=list(UNSTORABLE))
+def test_text_postgresql_cannot_store_is_dropped_or_refused_never_a_500(delivery, text):
+    """PostgreSQL refuses NUL and unpaired surrogates in text, even as query parameters."""
+    statuses = _post_unstorable_text(delivery, text)
+    tracking.delivery_events_apply_pending()
+
+    assert all(status in (200, 400) for status in statuses), statuses
+    assert Supporter.objects.get(pk=delivery.supporter_id).status == Supporter.Status.BOUNCED
+
+
+NOT_WEB_LINKS = [
+    "javascript:alert(document.cookie)",
+    " JavaScript:alert(1)",
+    "java\tscript:alert(1)",
+    "\x01javascript:alert(1)",
+    "data:text/html,<script>alert(1)</script>",
+    "vbscript:msgbox(1)",
+    "https:javascript:alert(1)",
+    "//evil.example/",
+    "http://[::1",
+]
+
+
+def _click(delivery, link, n):
+    return {
+        "RecordType": "Click",
+        "MessageID": MESSAGE_ID,
+        "Recipient": ADDRESS,
+        "OriginalLink": link,
+        "ReceivedAt": f"2026-11-05T16:{n:02d}:54Z",
+        "Metadata": {"delivery_id": str(delivery.pk)},
+    }
+
+
+@pytest.mark.parametrize("link", NOT_WEB_LINKS)
+def test_a_click_on_a_link_that_is_not_http_is_counted_but_its_link_never_kept(delivery, link):
+    """The report links to stored click URLs: only http(s) ones are kept."""
+    response = _post(POSTMARK, json.dumps(_click(delivery, link, 1)), "application/json")
+    tracking.delivery_events_apply_pending()
+
+    assert response.status_code == 200
+    assert DeliveryEvent.objects.get(delivery=delivery).url == ""
+    delivery.refresh_from_db()
+    assert delivery.clicked_at is not None
+
+
+def test_http_and_https_click_links_are_kept(delivery):
+    links = ["https://www.example-charity.org.uk/act?x=1", "HTTP://example.org/"]
+    for n, link in enumerate(links):
+        _post(POSTMARK, json.dumps(_click(delivery, link, n)), "application/json")
+
+    stored = DeliveryEvent.objects.filter(delivery=delivery).values_list("url", flat=True)
+    assert sorted(stored) == sorted(links)
