@@ -271,6 +271,7 @@ class MailingAdmin(admin.ModelAdmin):
             extra_context.update(
                 recipient_estimate=count,
                 warnings=warnings,
+                notes=emails.content_notes(mailing),
                 can_send=request.user.has_perm(SEND_PERMISSION),
                 schedule_form=ScheduleForm(
                     initial={
@@ -319,6 +320,7 @@ class MailingAdmin(admin.ModelAdmin):
                 in_audience=in_audience,
                 recipient_estimate=count,
                 warnings=warnings,
+                notes=emails.content_notes(mailing),
                 test_form=TestSendForm(initial={"supporter": request.GET.get("supporter", "")}),
             ),
         )

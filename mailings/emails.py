@@ -428,10 +428,23 @@ def content_warnings(mailing):
     if insecure:
         shown = ", ".join(insecure[:5]) + (" …" if len(insecure) > 5 else "")
         warnings.append(f"Links that are not https (use https:// instead): {shown}")
-    if not settings.SITE_URL.startswith("https://"):
+    if not settings.SITE_URL.startswith("https://") and not settings.DEBUG:
         warnings.append(
             f"No one-click unsubscribe is possible: SITE_URL is {settings.SITE_URL}, and mailbox "
             "providers only honour https unsubscribe links. Set SITE_URL to the site's https "
             "address."
         )
     return warnings
+
+
+def content_notes(mailing):
+    """Return what staff may like to know about sending the mailing that needs no fixing."""
+    notes = []
+    if not settings.SITE_URL.startswith("https://") and settings.DEBUG:
+        # Development runs on http://localhost: as expected, not a fault.
+        notes.append(
+            f"Development: links in emails start with SITE_URL, {settings.SITE_URL}. Mailbox "
+            "providers only offer one-click unsubscribe for https links, so in production "
+            "SITE_URL is the site's https address."
+        )
+    return notes
