@@ -8,8 +8,7 @@ send, schedule, pause, resume, cancel or test-send.
 from csp.decorators import csp_update
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.validators import validate_email
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -24,6 +23,7 @@ from crm.segments import SegmentRuleError
 from crm.segments import changes_since as segment_changes
 from crm.services import supporter_get
 from mailings import emails, reports, services
+from mailings.forms import TestSendForm
 from mailings.models import Delivery, Mailing
 
 SEND_PERMISSION = "mailings.send_mailing"
@@ -67,32 +67,6 @@ class ScheduleForm(forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         help_text="In the site's time zone.",
     )
-
-
-class TestSendForm(forms.Form):
-    also_to = forms.CharField(
-        label="Also send to",
-        required=False,
-        help_text="Other addresses of yours, one per line (up to 4), e.g. a Gmail and an Outlook "
-        "account to check how the email looks there.",
-        widget=forms.Textarea(attrs={"rows": 2, "cols": 40}),
-    )
-    supporter = forms.CharField(
-        label="Merge fields for",
-        required=False,
-        help_text="A supporter's email address or number; empty uses a made-up sample.",
-    )
-
-    def clean_also_to(self):
-        addresses = [a.strip() for a in self.cleaned_data["also_to"].split() if a.strip()]
-        if len(addresses) > 4:
-            raise ValidationError("Up to 4 extra addresses, please.")
-        for address in addresses:
-            try:
-                validate_email(address)
-            except ValidationError:
-                raise ValidationError(f"“{address}” is not an email address.") from None
-        return addresses
 
 
 def _find_supporter(value):
@@ -191,7 +165,12 @@ class MailingAdmin(admin.ModelAdmin):
                 view(preview(self.preview_view)),
                 name="mailings_mailing_preview",
             ),
-            path("<int:pk>/test-send/", view(self.test_send_view), name="mailings_mailing_test"),
+            # After a refused test send, the preview page is shown again from here.
+            path(
+                "<int:pk>/test-send/",
+                view(preview(self.test_send_view)),
+                name="mailings_mailing_test",
+            ),
             path("<int:pk>/send/", view(self.send_view), name="mailings_mailing_send"),
             path("<int:pk>/schedule/", view(self.schedule_view), name="mailings_mailing_schedule"),
             path("<int:pk>/report/", view(self.report_view), name="mailings_mailing_report"),
@@ -282,7 +261,7 @@ class MailingAdmin(admin.ModelAdmin):
             )
         return super().change_view(request, object_id, form_url, extra_context)
 
-    def preview_view(self, request, pk):
+    def preview_view(self, request, pk, test_form=None):
         mailing = self._mailing(request, pk)
         chosen = _find_supporter(request.GET.get("supporter"))
         not_found = bool(request.GET.get("supporter")) and chosen is None
@@ -321,7 +300,8 @@ class MailingAdmin(admin.ModelAdmin):
                 recipient_estimate=count,
                 warnings=warnings,
                 notes=emails.content_notes(mailing),
-                test_form=TestSendForm(initial={"supporter": request.GET.get("supporter", "")}),
+                test_form=test_form
+                or TestSendForm(initial={"supporter": request.GET.get("supporter", "")}),
             ),
         )
 
@@ -331,10 +311,9 @@ class MailingAdmin(admin.ModelAdmin):
             return HttpResponseRedirect(reverse("admin:mailings_mailing_preview", args=[pk]))
         form = TestSendForm(request.POST)
         if not form.is_valid():
-            for errors in form.errors.values():
-                for error in errors:
-                    messages.error(request, error)
-            return HttpResponseRedirect(reverse("admin:mailings_mailing_preview", args=[pk]))
+            messages.error(request, "The test was not sent: see the test send form below.")
+            # The page again, with what was typed and the errors beside it.
+            return self.preview_view(request, pk, test_form=form)
         to = ([request.user.email] if request.user.email else []) + form.cleaned_data["also_to"]
         supporter = _find_supporter(form.cleaned_data["supporter"])
         try:
@@ -343,8 +322,8 @@ class MailingAdmin(admin.ModelAdmin):
             )
         except services.MailingRefused as error:
             messages.error(request, error.message)
-        else:
-            messages.success(request, f"Test sent to {', '.join(to)} ({sent} message(s)).")
+            return self.preview_view(request, pk, test_form=form)
+        messages.success(request, f"Test sent to {', '.join(to)} ({sent} message(s)).")
         return HttpResponseRedirect(reverse("admin:mailings_mailing_preview", args=[pk]))
 
     def send_view(self, request, pk):

@@ -1,8 +1,12 @@
-"""Forms for the public supporter pages. Templates lay the fields out by hand for accessibility."""
+"""Forms for the public supporter pages (templates lay their fields out by hand, for
+accessibility) and the admin's test send."""
 
 from django import forms
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 
 from mailings.selfservice import public_interests
+from mailings.services import refused_for_test_send
 
 
 class InterestsField(forms.ModelMultipleChoiceField):
@@ -49,3 +53,44 @@ class LinkRequestForm(forms.Form):
 
 class PreferencesForm(DetailsMixin):
     interests = InterestsField(required=False)
+
+
+class TestSendForm(forms.Form):
+    """Who gets a test send, and whose details are merged into it."""
+
+    MAX_EXTRA = 4
+
+    also_to = forms.CharField(
+        label="Also send to",
+        required=False,
+        help_text=(
+            f"Up to {MAX_EXTRA} more addresses, one per line, e.g. your Gmail and Outlook "
+            "accounts to see how the email looks there. A test may carry a supporter's details, "
+            "so it goes only to staff accounts' addresses and to those the site allows "
+            "(RALLY_TEST_SEND_ALLOWED)."
+        ),
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 40}),
+    )
+    supporter = forms.CharField(
+        label="Merge fields for",
+        required=False,
+        help_text="A supporter's email address or number; empty uses a made-up sample.",
+    )
+
+    def clean_also_to(self):
+        addresses = self.cleaned_data["also_to"].split()
+        if len(addresses) > self.MAX_EXTRA:
+            raise ValidationError(f"Up to {self.MAX_EXTRA} extra addresses, please.")
+        for address in addresses:
+            try:
+                validate_email(address)
+            except ValidationError:
+                raise ValidationError(f"“{address}” is not an email address.") from None
+        refused = refused_for_test_send(addresses)
+        if refused:
+            raise ValidationError(
+                f"Not sent: {', '.join(refused)} "
+                f"{'is not a staff address' if len(refused) == 1 else 'are not staff addresses'}"
+                " or allowed for tests (RALLY_TEST_SEND_ALLOWED)."
+            )
+        return addresses

@@ -8,12 +8,14 @@ import logging
 import time
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.core.mail import get_connection
 from django.db import transaction
+from django.db.models.functions import Lower
 from django.utils import timezone
 
-from crm.models import Supporter
+from crm.models import Supporter, normalize_email
 from crm.services import RallyError
 from mailings import emails, esp, sending
 from mailings.models import Delivery, DeliveryEvent, Mailing
@@ -236,15 +238,47 @@ def mailing_duplicate(*, mailing: Mailing, actor) -> Mailing:
     return copy
 
 
+def refused_for_test_send(addresses) -> list[str]:
+    """Return those of `addresses` a test send may not go to, in order.
+
+    A test may carry any supporter's details, so it goes only to active staff
+    accounts' addresses and to RALLY_TEST_SEND_ALLOWED: addresses, or "@domain"
+    for every address at a domain (an inbox-preview service, say).
+    """
+    allowed = {normalize_email(entry) for entry in settings.RALLY_TEST_SEND_ALLOWED}
+    keys = {normalize_email(address) for address in addresses}
+    staff = set(
+        get_user_model()
+        .objects.filter(is_active=True, is_staff=True)
+        .annotate(email_key=Lower("email"))
+        .filter(email_key__in=keys)
+        .values_list("email_key", flat=True)
+    )
+    refused = []
+    for address in addresses:
+        key = normalize_email(address)
+        if key not in staff and key not in allowed and f"@{key.rpartition('@')[2]}" not in allowed:
+            refused.append(address)
+    return refused
+
+
 def mailing_send_test(*, mailing: Mailing, to: list[str], supporter=None, actor=None) -> int:
     """Send `mailing` now to the staff addresses `to`, merged for `supporter` (or a sample).
 
-    Nothing is recorded as a delivery, and the links in it are harmless
-    stand-ins, so a click on "unsubscribe" in a test changes nobody.
+    Refuse (MailingRefused) any address refused_for_test_send() names. Nothing is
+    recorded as a delivery, and the links in it are harmless stand-ins, so a
+    click on "unsubscribe" in a test changes nobody. An address the ESP refuses
+    is named in the error; the others are still sent.
     """
     if not to:
         raise MailingRefused(
             "Your staff account has no email address. Add one to your account to get test sends."
+        )
+    refused = refused_for_test_send(to)
+    if refused:
+        raise MailingRefused(
+            f"Test sends go only to staff accounts' addresses and those allowed for tests "
+            f"(RALLY_TEST_SEND_ALLOWED), not to {', '.join(refused)}."
         )
     supporter = supporter or sample_supporter()
     try:
@@ -259,11 +293,20 @@ def mailing_send_test(*, mailing: Mailing, to: list[str], supporter=None, actor=
         message.to = [address]
         message.tags = ["test"]
         messages.append(message)
-    try:
-        return get_connection().send_messages(messages)
-    except Exception as error:
-        outcome = esp.classify(error)
-        raise MailingRefused(f"The test could not be sent: {outcome.reason}") from None
+    # One call per address, so an address the ESP refuses can be named (staff
+    # then know which to fix) and does not stop the others.
+    connection = get_connection()
+    sent, failed = [], []
+    for message in messages:
+        try:
+            if connection.send_messages([message]):
+                sent.append(message.to[0])
+        except Exception as error:
+            failed.append(f"{message.to[0]}: {esp.classify(error).reason}")
+    if failed:
+        done = f" It was sent to {', '.join(sent)}." if sent else ""
+        raise MailingRefused(f"The test could not be sent to {'; '.join(failed)}{done}")
+    return len(sent)
 
 
 def sample_supporter():

@@ -315,6 +315,9 @@ RALLY_SEND_STALL_SECONDS = env.int("RALLY_SEND_STALL_SECONDS", default=60)
 RALLY_SEND_MAX_ATTEMPTS = env.int("RALLY_SEND_MAX_ATTEMPTS", default=12)
 # An address for mailto: List-Unsubscribe, e.g. unsubscribe@example.org (optional).
 RALLY_UNSUBSCRIBE_MAILTO = env.str("RALLY_UNSUBSCRIBE_MAILTO", default="")
+# Test sends (which may carry a supporter's details) go to active staff accounts'
+# addresses and to these only: addresses, or "@domain" for a whole domain, comma-separated.
+RALLY_TEST_SEND_ALLOWED = env.list("RALLY_TEST_SEND_ALLOWED", default=[])
 # Ask the ESP to track opens and clicks (changes links and adds a pixel).
 RALLY_TRACK_OPENS = env.bool("RALLY_TRACK_OPENS", default=False)
 RALLY_TRACK_CLICKS = env.bool("RALLY_TRACK_CLICKS", default=False)

@@ -97,7 +97,10 @@ def test_preview_with_a_sample_supporter(manager, newsletter):
     assert "Dear Sam," in page.content.decode()
 
 
-def test_test_send_goes_to_the_staff_members_own_address(manager, newsletter, campaign_user):
+def test_test_send_goes_to_the_staff_members_own_address(
+    manager, newsletter, campaign_user, settings
+):
+    settings.RALLY_TEST_SEND_ALLOWED = ["carl.gmail@example.net"]
     response = manager.post(url("test", newsletter), {"also_to": "carl.gmail@example.net"})
 
     assert response.status_code == 302
