@@ -1,4 +1,4 @@
-"""A segment that a mailing still to be sent uses cannot be deleted, and its changes show on the mailing.
+"""A segment a mailing still to be sent uses cannot be deleted; its changes show on the mailing.
 
 Deleting or redefining such a segment would silently change who receives the mailing.
 """
