@@ -5,9 +5,12 @@ supporter's personal data.
 Every log line gets `request_id` (from the X-Request-ID header a proxy set, or
 a fresh one) or `task_id` (the Celery task running). Rally's own code logs ids
 only; the formatter is plain text or JSON (LOG_FORMAT=json) for log shippers.
+Django logs the path of every 4xx and 5xx answer, and supporter links carry a
+personal token in theirs, so LinkTokenFilter replaces those tokens first.
 """
 
 import contextvars
+import copy
 import json
 import logging
 import re
@@ -56,6 +59,60 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# The supporter links of mailings/urls.py whose path holds a token: /join/confirm/<token>/,
+# /preferences/<token>/ (and the pages under it), /my-data/<token>/ and /unsubscribe/<token>/.
+# "/preferences/" alone, the "email me my link" form, holds none.
+_LINK_TOKEN = re.compile(r"(/(?:join/confirm|preferences|my-data|unsubscribe)/)[^/\s?#\"'<>]+")
+_STRIPPED = r"\g<1><token>"
+
+
+def without_link_tokens(text: str) -> str:
+    """Return `text` with the token of every supporter link in it replaced by "<token>"."""
+    return _LINK_TOKEN.sub(_STRIPPED, text)
+
+
+def _request_without_link_tokens(request):
+    """Return a copy of `request` that prints its path, and its headers, without tokens."""
+    stripped = copy.copy(request)
+    stripped.__dict__.pop("headers", None)  # cached from META: read again from the copy's
+    stripped.path = without_link_tokens(request.path)
+    stripped.path_info = without_link_tokens(request.path_info)
+    stripped.META = {
+        key: without_link_tokens(value) if isinstance(value, str) else value
+        for key, value in request.META.items()
+    }
+    return stripped
+
+
+class LinkTokenFilter(logging.Filter):
+    """Replace link tokens in a record's message, its arguments, traceback and request.
+
+    A leaked token opens a supporter's preference centre, so it must not reach
+    a log shipper. The record is changed in place, for every handler after
+    this one; the live request is left alone (a copy replaces it).
+    """
+
+    def filter(self, record):
+        try:
+            message = record.getMessage()
+        except Exception:
+            return True  # A broken record is the handler's to report, as it does.
+        stripped = without_link_tokens(message)
+        if stripped != message:
+            record.msg, record.args = stripped, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = without_link_tokens(record.exc_text)
+        if record.stack_info:
+            record.stack_info = without_link_tokens(record.stack_info)
+        request = getattr(record, "request", None)
+        path = getattr(request, "path", None)
+        if isinstance(path, str) and without_link_tokens(path) != path:
+            record.request = _request_without_link_tokens(request)
+        return True
+
+
 class JSONFormatter(logging.Formatter):
     def format(self, record):
         entry = {
@@ -67,5 +124,6 @@ class JSONFormatter(logging.Formatter):
             "task_id": getattr(record, "task_id", "-"),
         }
         if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+            # A filter may have set the text (LinkTokenFilter strips tokens from it).
+            entry["exception"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry)

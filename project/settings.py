@@ -410,7 +410,10 @@ LOG_FORMAT = env.str("LOG_FORMAT", default="plain")  # or "json" for log shipper
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"context": {"()": "project.logging.ContextFilter"}},
+    "filters": {
+        "context": {"()": "project.logging.ContextFilter"},
+        "link_tokens": {"()": "project.logging.LinkTokenFilter"},
+    },
     "formatters": {
         "plain": {
             "format": "%(asctime)s %(levelname)s %(name)s "
@@ -422,11 +425,16 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["context"],
+            "filters": ["context", "link_tokens"],
         },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # Django's own handlers (and runserver's request lines) would print link
+        # tokens before the console handler strips them: everything "django"
+        # logs goes through the console handler alone.
+        "django": {"handlers": [], "level": "INFO"},
+        "django.server": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "WARNING"},
     },
 }

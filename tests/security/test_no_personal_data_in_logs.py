@@ -192,13 +192,19 @@ def test_import_send_webhooks_and_links_log_no_personal_data(
         "/join/",
         {"email": EXTRA_PEOPLE[1][0], "first_name": EXTRA_PEOPLE[1][1], "interests": ["r2p"]},
     )
-    public.post(f"/preferences/{tokens.make_preferences_token(alice)}/my-data/")
+    link_tokens = [
+        tokens.make_preferences_token(alice),
+        tokens.make_unsubscribe_token(alice, newsletter),
+        "not-a-token",
+    ]
+    public.post(f"/preferences/{link_tokens[0]}/my-data/")
     public.post(
-        f"/unsubscribe/{tokens.make_unsubscribe_token(alice, newsletter)}/",
+        f"/unsubscribe/{link_tokens[1]}/",
         "List-Unsubscribe=One-Click",
         content_type="application/x-www-form-urlencoded",
     )
-    public.get("/preferences/not-a-token/")
+    public.get(f"/preferences/{link_tokens[2]}/")
+    public.put(f"/preferences/{link_tokens[0]}/")  # 405, logged with its path
 
     assert len(all_logs.records) > 20  # the capture works: there is plenty to read
     found = [
@@ -210,6 +216,9 @@ def test_import_send_webhooks_and_links_log_no_personal_data(
         if value and value in text
     ]
     assert found == []
+    # Nor does any link token: a logged path shows the route only.
+    assert [text for _name, text in all_logs.texts() if any(t in text for t in link_tokens)] == []
+    assert any("/preferences/<token>/" in text for _name, text in all_logs.texts())
 
 
 def test_the_capture_finds_an_address_wherever_a_record_holds_it(all_logs):
