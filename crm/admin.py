@@ -19,6 +19,7 @@ from django_countries import countries
 from simple_history.admin import SimpleHistoryAdmin
 
 from crm import services
+from crm.estimates import estimated_count
 from crm.models import (
     AuditEvent,
     CampaignInterest,
@@ -44,22 +45,46 @@ from crm.sync_admin import (  # also registers ImportBatchAdmin
 )
 
 
-class CappedCountPaginator(Paginator):
-    """Count at most CAP rows, so a page of a million supporters is not a full count.
+class EstimatingPaginator(Paginator):
+    """Count a list exactly up to EXACT_UP_TO rows; past that, take PostgreSQL's estimate.
 
-    Staff narrow a long list with search and filters; the pagination template
-    says "more than CAP" rather than a number it does not know.
+    Counting stops at EXACT_UP_TO + 1 rows, so a page of a million supporters
+    never reads them all; the count shown is then PostgreSQL's estimate
+    (crm.estimates), which templates/admin/pagination.html calls "about"
+    so many. Other databases (SQLite in development) count exactly.
     """
 
-    CAP = 1_000
+    EXACT_UP_TO = 100_000
+    estimates = True  # the admin's templates show count_text for this paginator
 
     @cached_property
-    def count(self):
-        return self.object_list[: self.CAP + 1].count()
+    def _counted(self) -> tuple[int, bool]:
+        exact = self.object_list[: self.EXACT_UP_TO + 1].count()
+        if exact <= self.EXACT_UP_TO:
+            return exact, False
+        estimate = estimated_count(self.object_list)
+        if estimate is None:
+            return self.object_list.count(), False
+        # Statistics older than the table's growth may say fewer than were just counted.
+        return max(estimate, self.EXACT_UP_TO + 1), True
 
     @property
-    def capped(self):
-        return self.count > self.CAP
+    def count(self):
+        return self._counted[0]
+
+    @property
+    def estimated(self) -> bool:
+        return self._counted[1]
+
+    @property
+    def count_text(self) -> str:
+        """Return "2,000", or past EXACT_UP_TO "about 120,000" or "about 1.2 million"."""
+        count = self.count
+        if not self.estimated:
+            return f"{count:,}"
+        if count >= 1_000_000:
+            return f"about {count / 1_000_000:.1f}".removesuffix(".0") + " million"
+        return f"about {round(count, 2 - len(str(count))):,}"
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -232,7 +257,7 @@ class SupporterAdmin(SupporterImportExportMixin, SimpleHistoryAdmin):
     )
     list_select_related = ("partner",)
     list_per_page = 50
-    paginator = CappedCountPaginator
+    paginator = EstimatingPaginator
     show_full_result_count = False
     date_hierarchy = None
     readonly_fields = ("status", "created_at", "updated_at", "gdpr_links")
@@ -751,7 +776,7 @@ class ConsentRecordAdmin(ReadOnlyAdmin):
     list_filter = ("action", "method", "interest")
     raw_id_fields = ("supporter",)
     list_select_related = ("supporter", "interest", "partner")
-    paginator = CappedCountPaginator
+    paginator = EstimatingPaginator
     show_full_result_count = False
 
 
@@ -760,5 +785,5 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "kind", "supporter_id", "actor", "source")
     list_filter = ("kind",)
     list_select_related = ("actor",)
-    paginator = CappedCountPaginator
+    paginator = EstimatingPaginator
     show_full_result_count = False
