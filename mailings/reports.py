@@ -28,14 +28,10 @@ def progress(mailing: Mailing, now=None) -> dict:
     )
     get = counts.get
     remaining = get(Delivery.Status.QUEUED, 0) + get(Delivery.Status.SENDING, 0)
-    since = now - datetime.timedelta(seconds=RATE_WINDOW_SECONDS)
-    recent = Delivery.objects.filter(
-        mailing=mailing, status=Delivery.Status.SENT, sent_at__gte=since
-    ).count()
-    window = RATE_WINDOW_SECONDS
-    if mailing.started_at and mailing.started_at > since:
-        window = max(1.0, (now - mailing.started_at).total_seconds())
-    rate = recent / window
+    if mailing.status == Mailing.Status.SENDING:
+        rate = _recent_rate(mailing, now)
+    else:
+        rate = _average_rate(mailing, sent=get(Delivery.Status.SENT, 0))
     eta = round(remaining / rate) if rate and remaining else None
     total = mailing.recipient_count
     return {
@@ -58,6 +54,35 @@ def progress(mailing: Mailing, now=None) -> dict:
         "last_error": mailing.last_error,
         "esp_outage": _outage_note() if mailing.status == Mailing.Status.SENDING else "",
     }
+
+
+def _recent_rate(mailing, now):
+    """Return messages per second over the last RATE_WINDOW_SECONDS (or since the start)."""
+    since = now - datetime.timedelta(seconds=RATE_WINDOW_SECONDS)
+    recent = Delivery.objects.filter(
+        mailing=mailing, status=Delivery.Status.SENT, sent_at__gte=since
+    ).count()
+    window = RATE_WINDOW_SECONDS
+    if mailing.started_at and mailing.started_at > since:
+        window = max(1.0, (now - mailing.started_at).total_seconds())
+    return recent / window
+
+
+def _average_rate(mailing, *, sent):
+    """Return messages per second from the start to the last message sent.
+
+    Once a mailing stops sending (finished, paused, cancelled), the figure
+    is its sending speed: time since then is not sending time, so the rate
+    stays the same however long after anyone looks.
+    """
+    if not sent or mailing.started_at is None:
+        return 0.0
+    last = Delivery.objects.filter(mailing=mailing, status=Delivery.Status.SENT).aggregate(
+        last=Max("sent_at")
+    )["last"]
+    if last is None:
+        return 0.0
+    return sent / max(1.0, (last - mailing.started_at).total_seconds())
 
 
 def _outage_note():
