@@ -7,6 +7,7 @@ sink. Point DATABASE_URL, REDIS_URL and the ESP settings at real services to
 run the same code in production (see .env.example and docs/deploy.md).
 """
 
+import datetime
 import os
 import secrets
 from pathlib import Path
@@ -70,7 +71,7 @@ SITE_URL = env.str("SITE_URL", default="http://localhost:8000").rstrip("/")
 SITE_NAME = env.str("RALLY_SITE_NAME", default="Rally")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "project.apps.RallyAdminConfig",  # django.contrib.admin with the two-factor step
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -82,6 +83,9 @@ INSTALLED_APPS = [
     "simple_history",
     "django_countries",
     "csp",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "crm",
     "mailings",
 ]
@@ -94,10 +98,19 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "simple_history.middleware.HistoryRequestMiddleware",
+    # Last, as django-axes asks: it answers a locked-out login with the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    # First, so a locked-out login is refused before its password is checked.
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -401,6 +414,36 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
+# Staff login lockout (django-axes; docs/security.md). After this many wrong
+# passwords for one username from one client address, that pair is refused for
+# the cool-off time (each further try restarts it). Other staff, and the same
+# person elsewhere, can still log in. `manage.py axes_reset_username <name>` unlocks.
+RALLY_LOGIN_FAILURE_LIMIT = env.int("RALLY_LOGIN_FAILURE_LIMIT", default=5)
+RALLY_LOGIN_COOLOFF_MINUTES = env.int("RALLY_LOGIN_COOLOFF_MINUTES", default=60)
+AXES_FAILURE_LIMIT = RALLY_LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=RALLY_LOGIN_COOLOFF_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# The client address as the public forms' rate limits see it (RALLY_TRUSTED_PROXIES).
+AXES_CLIENT_IP_CALLABLE = "mailings.ratelimit.client_ip"
+AXES_LOCKOUT_CALLABLE = "project.staff_login.lockout_response"
+
+# Two-factor login for staff (django-otp; docs/security.md): "superusers" (the
+# default in production), "staff" (everyone who can open the admin) or "off".
+# With DEBUG on the default is "off", so the demo admin of `make run` logs in
+# with its password alone. Deciding by DEBUG rather than by a list of exempt
+# usernames means no account is ever exempt in production, not even one called
+# "admin" made by manage.py ensure_admin.
+RALLY_STAFF_2FA = env.str("RALLY_STAFF_2FA", default="off" if DEBUG else "superusers")
+if RALLY_STAFF_2FA not in ("superusers", "staff", "off"):
+    raise ImproperlyConfigured(
+        f"RALLY_STAFF_2FA is {RALLY_STAFF_2FA!r}: set it to superusers, staff or off."
+    )
+# The name authenticator apps show beside the code.
+OTP_TOTP_ISSUER = SITE_NAME
+# Nobody, superusers included, can read another person's TOTP secret in the admin.
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=10 * 1024 * 1024)
 # Largest ESP webhook body accepted, in bytes; larger ones get 413 unread. One
 # tracking event is a few KB; SendGrid's batches stay under 768 KB.
@@ -436,6 +479,7 @@ LOGGING = {
         "django": {"handlers": [], "level": "INFO"},
         "django.server": {"handlers": [], "propagate": True},
         "django.db.backends": {"level": "WARNING"},
+        "axes": {"level": "WARNING"},  # lockouts, not every login
     },
 }
 

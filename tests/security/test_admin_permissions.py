@@ -15,11 +15,13 @@ visitor to the login page; a refused POST changes nothing and sends no email.
 """
 
 import pytest
+from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 from django.contrib import admin
 from django.contrib.auth.models import Group
 from django.core import mail
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client, RequestFactory
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from crm import services
 from crm.models import AuditEvent, ConsentRecord, Segment, Suppression, Tag
@@ -60,6 +62,11 @@ MODEL_ACCESS = {
     "crm.importbatch": {SUPERUSER: "vc", MEMBERSHIP: "vc"},
     "mailings.mailing": {SUPERUSER: "vacd", MEMBERSHIP: "v", CAMPAIGN: "vacd"},
     "mailings.delivery": {SUPERUSER: "v", CAMPAIGN: "v"},
+    # The staff login (project.staff_login): lockouts and two-factor devices.
+    "axes.accessattempt": {SUPERUSER: "vcd"},
+    "axes.accesslog": {SUPERUSER: "vcd"},
+    "axes.accessfailurelog": {SUPERUSER: "vcd"},
+    "otp_totp.totpdevice": {SUPERUSER: "vacd"},
 }
 
 # Custom pages: (who may GET, who may POST); POST None for pages that only show
@@ -84,6 +91,9 @@ CUSTOM = {
     "mailings_mailing_report": (EVERY_ROLE, None),
     "mailings_mailing_progress": (EVERY_ROLE, None),
     "auth_user_password_change": (SU, SU),
+    # Nobody may read a device's secret (OTP_ADMIN_HIDE_SENSITIVE_DATA).
+    "otp_totp_totpdevice_config": (NOBODY, None),
+    "otp_totp_totpdevice_qrcode": (NOBODY, None),
 }
 # /admin/mailings/mailing/<pk>/do/<action>/: POST-only buttons.
 MAILING_BUTTONS = {
@@ -126,6 +136,10 @@ ACTIONS = {
     "crm.auditevent": {},
     "crm.importbatch": {},
     "mailings.delivery": {},
+    "axes.accessattempt": {SUPERUSER: {"delete_selected", "cleanup_expired_attempts"}},
+    "axes.accesslog": {SUPERUSER: {"delete_selected"}},
+    "axes.accessfailurelog": {SUPERUSER: {"delete_selected"}},
+    "otp_totp.totpdevice": {SUPERUSER: {"delete_selected"}},
 }
 
 STANDARD = {
@@ -201,6 +215,14 @@ def world(
         "crm.importbatch": done,
         "mailings.mailing": newsletter,
         "mailings.delivery": delivery,
+        "axes.accessattempt": AccessAttempt.objects.create(
+            username="nora", ip_address="192.0.2.1", failures_since_start=1
+        ),
+        "axes.accesslog": AccessLog.objects.create(username="nora", ip_address="192.0.2.1"),
+        "axes.accessfailurelog": AccessFailureLog.objects.create(
+            username="nora", ip_address="192.0.2.1"
+        ),
+        "otp_totp.totpdevice": TOTPDevice.objects.create(user=nobody, name="Phone"),
     }
     assert all(objects.values()), objects
     users = {
