@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from crm.admin import ReadOnlyAdmin
+from crm.admin import EstimatingPaginator, ReadOnlyAdmin
 from crm.models import Supporter
 from crm.segments import SegmentRuleError
 from crm.segments import changes_since as segment_changes
@@ -427,6 +427,8 @@ class DeliveryAdmin(ReadOnlyAdmin):
     list_select_related = ("mailing", "supporter")
     raw_id_fields = ("mailing", "supporter")
     show_full_result_count = False
+    # Millions of rows: count up to a limit, then PostgreSQL's estimate.
+    paginator = EstimatingPaginator
 
     @admin.display(description="supporter")
     def supporter_link(self, delivery):

@@ -71,6 +71,20 @@ def without_link_tokens(text: str) -> str:
     return _LINK_TOKEN.sub(_STRIPPED, text)
 
 
+def sentry_event_without_link_tokens(event, hint):
+    """Sentry's `before_send`: drop link tokens from the request an error report carries."""
+    request = event.get("request") or {}
+    for key in ("url", "query_string"):
+        if isinstance(request.get(key), str):
+            request[key] = without_link_tokens(request[key])
+    headers = request.get("headers")
+    if isinstance(headers, dict):
+        for name, value in headers.items():
+            if isinstance(value, str):
+                headers[name] = without_link_tokens(value)
+    return event
+
+
 def _request_without_link_tokens(request):
     """Return a copy of `request` that prints its path, and its headers, without tokens."""
     stripped = copy.copy(request)

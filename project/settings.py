@@ -489,9 +489,12 @@ SENTRY_DSN = env.str("SENTRY_DSN", default="")
 if SENTRY_DSN:
     import sentry_sdk
 
+    from project.logging import sentry_event_without_link_tokens
+
     sentry_sdk.init(
         dsn=SENTRY_DSN,
         send_default_pii=False,
+        before_send=sentry_event_without_link_tokens,
         environment=env.str("SENTRY_ENVIRONMENT", default="production"),
         traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
     )

@@ -103,6 +103,8 @@ def _fast_and_local(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.EMAIL_BACKEND = "anymail.backends.test.EmailBackend"
     settings.SITE_URL = "https://rally.example.org"
+    # Staff tests log in with force_login; the two-factor tests turn it on themselves.
+    settings.RALLY_STAFF_2FA = "off"
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -41,9 +41,11 @@ def delete_url(segment):
 def test_delete_page_names_the_mailing_and_refuses(staff_client, volunteers, appeal):
     page = staff_client.get(delete_url(volunteers))
     assert page.status_code == 200
-    assert "Mailing “Spring appeal” (scheduled) leaves out segment “Volunteers”" in (
-        page.content.decode()
-    )
+    text = page.content.decode()
+    assert "Mailing “Spring appeal” (scheduled) leaves out segment “Volunteers”" in text
+    # Said as a refusal, not as Django's "would require deleting … protected objects".
+    assert "cannot be deleted while a mailing that has not finished" in text
+    assert "would require deleting" not in text
 
     response = staff_client.post(delete_url(volunteers), {"post": "yes"})
 
@@ -66,6 +68,7 @@ def test_bulk_delete_action_refuses_too(staff_client, volunteers, appeal):
     )
 
     content = response.content.decode()
+    assert "cannot be deleted while a mailing that has not finished" in content
     assert "Mailing “Autumn draft” (draft) sends to segment “Volunteers”" in content
     assert "Mailing “Spring appeal” (scheduled) leaves out segment “Volunteers”" in content
     assert Segment.objects.filter(pk__in=[volunteers.pk, spare.pk]).count() == 2

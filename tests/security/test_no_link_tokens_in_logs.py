@@ -160,3 +160,46 @@ def test_every_link_route_with_a_token_is_covered():
             TAMPERED, "<token>"
         )
     assert without_link_tokens("POST /preferences/ HTTP/1.1") == "POST /preferences/ HTTP/1.1"
+
+
+def test_celery_workers_log_through_the_same_filters():
+    """Celery leaves logging to settings.LOGGING, so workers' records lose tokens too.
+
+    Without a receiver of setup_logging, a worker replaces the root logger's
+    handlers with its own, which know nothing of link tokens.
+    """
+    from celery.signals import setup_logging
+
+    import project.celery  # noqa: F401  (connects the receiver)
+
+    root = logging.getLogger()
+    saved = root.handlers[:]
+    root.handlers.clear()
+    try:
+        answers = setup_logging.send(
+            sender=None, loglevel=logging.INFO, logfile=None, format="", colorize=False
+        )
+        assert answers, "nothing configures logging for Celery: it would use its own handlers"
+        console = next(h for h in root.handlers if h.get_name() == "console")
+        assert any(type(f).__name__ == "LinkTokenFilter" for f in console.filters)
+    finally:
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+        for handler in saved:
+            root.addHandler(handler)
+
+
+def test_error_reports_to_sentry_lose_the_token():
+    """An error report's URL, query and Referer keep the route, not the token."""
+    from project.logging import sentry_event_without_link_tokens
+
+    event = {
+        "request": {
+            "url": f"https://rally.example.org/preferences/{TAMPERED}/",
+            "query_string": f"next=/unsubscribe/{TAMPERED}/",
+            "headers": {"Referer": f"https://rally.example.org/my-data/{TAMPERED}/"},
+        }
+    }
+    request = sentry_event_without_link_tokens(event, hint={})["request"]
+    assert TAMPERED not in json.dumps(request)
+    assert request["url"] == "https://rally.example.org/preferences/<token>/"
