@@ -15,6 +15,7 @@ whole list.
 
 import argparse
 import os
+import secrets
 import statistics
 import sys
 import time
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/rally_bulk")
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 os.environ["DEBUG"] = "0"  # as in production: no SQL kept in memory
-os.environ.setdefault("SECRET_KEY", "bulk-bench-secret-key-not-for-production-0123456789")
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 os.environ.setdefault("ALLOWED_HOSTS", "testserver")
 
 import django

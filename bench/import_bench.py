@@ -36,6 +36,7 @@ import io
 import os
 import random
 import resource
+import secrets
 import statistics
 import sys
 import time
@@ -49,7 +50,7 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 # As in production: with DEBUG on, Django keeps the text of every SQL statement
 # (for an import, tens of megabytes of addresses and ids) in memory.
 os.environ.setdefault("DEBUG", "0")
-os.environ.setdefault("SECRET_KEY", "import-bench-secret-key-not-for-production-0123456789abcdef")
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
 
 import django  # noqa: E402
 

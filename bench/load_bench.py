@@ -54,6 +54,7 @@ import json
 import multiprocessing
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -74,7 +75,7 @@ WEBHOOK_SECRET = "bench:webhook-secret"
 MAILGUN_KEY = "bench-mailgun-signing-key"
 ENV = {
     "DEBUG": "0",
-    "SECRET_KEY": "load-bench-secret-key-not-for-production-0123456789abcdef",
+    "SECRET_KEY": secrets.token_urlsafe(50),
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "SECURE_SSL_REDIRECT": "0",
     "SESSION_COOKIE_SECURE": "0",
@@ -86,6 +87,7 @@ ENV = {
     "ANYMAIL_MAILGUN_API_KEY": "bench",
     "ANYMAIL_MAILGUN_SENDER_DOMAIN": "rally.example.org",
     "ANYMAIL_POSTMARK_SERVER_TOKEN": "bench",
+    "RALLY_WEBHOOK_ESPS": "postmark,mailgun,sendgrid",
     # Behind one proxy: sign-ups come from many addresses (X-Forwarded-For).
     "RALLY_TRUSTED_PROXIES": "1",
     "PYTHONWARNINGS": "ignore",

@@ -34,6 +34,7 @@ import itertools
 import multiprocessing
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -48,7 +49,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 SERVER_ENV = {
     "DEBUG": "0",
-    "SECRET_KEY": "preferences-bench-secret-key-not-for-production-0123456789",
+    "SECRET_KEY": secrets.token_urlsafe(50),
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "SECURE_SSL_REDIRECT": "0",
     "SESSION_COOKIE_SECURE": "0",

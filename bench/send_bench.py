@@ -29,6 +29,7 @@ is "sent". Target: batch under 120 s (over 800 messages/s), workers under
 import argparse
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -45,7 +46,7 @@ os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 WORKER_ENV = {
     "DEBUG": "0",
-    "SECRET_KEY": "send-bench-secret-key-not-for-production-0123456789abcdef",
+    "SECRET_KEY": secrets.token_urlsafe(50),
     "ALLOWED_HOSTS": "127.0.0.1",
     "SITE_URL": "https://rally.example.org",
     "ANYMAIL_WEBHOOK_SECRET": "bench:bench",

@@ -288,6 +288,13 @@ if "REQUESTS_TIMEOUT" in ANYMAIL:  # seconds per ESP call; the environment gives
 if "EMAIL_BACKEND" not in os.environ:
     ANYMAIL.setdefault("POSTMARK_SERVER_TOKEN", "mailsink")
     ANYMAIL.setdefault("POSTMARK_API_URL", f"{RALLY_MAILSINK_URL}/postmark/")
+# ESPs whose tracking webhooks (/anymail/<esp>/tracking/) are answered; every
+# other ESP's URL is a 404. Defaults to the ESP of EMAIL_BACKEND; list two while
+# moving from one ESP to another, so the old one's late events still arrive.
+RALLY_WEBHOOK_ESPS = env.list(
+    "RALLY_WEBHOOK_ESPS",
+    default=[EMAIL_BACKEND.split(".")[2]] if EMAIL_BACKEND.startswith("anymail.backends.") else [],
+)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="Rally <newsletter@localhost>")
 SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 

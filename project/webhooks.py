@@ -98,6 +98,9 @@ class WebhookGuard:
     def setup(self, request, *args, **kwargs):
         # Here, not in dispatch(): as_view() copies csrf_exempt from Anymail's dispatch().
         super().setup(request, *args, **kwargs)
+        if self.esp_slug not in settings.RALLY_WEBHOOK_ESPS:
+            # Only the ESPs Rally sends through have anything to report.
+            raise Http404("No such webhook.")
         if self.unavailable is not None:
             self._not_configured(self.unavailable)
 
@@ -174,7 +177,10 @@ def _guarded(pattern):
     # Every ESP Anymail supports, without listing them: subclass each view
     # with the guard in front and keep its URL, name and arguments.
     view = pattern.callback
-    view_class = type(view.view_class.__name__, (WebhookGuard, view.view_class), {})
+    esp_slug = pattern.name.removesuffix("_webhook").removesuffix("_tracking")
+    view_class = type(
+        view.view_class.__name__, (WebhookGuard, view.view_class), {"esp_slug": esp_slug}
+    )
     return URLPattern(
         pattern.pattern,
         view_class.as_view(**view.view_initkwargs),

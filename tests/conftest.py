@@ -5,6 +5,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from crm import roles
+from project import webhooks
 from tests import factories
 
 # CI sets RALLY_REQUIRE_SERVICES=1: a test that needs PostgreSQL, Redis or
@@ -105,6 +106,10 @@ def _fast_and_local(settings):
     settings.SITE_URL = "https://rally.example.org"
     # Staff tests log in with force_login; the two-factor tests turn it on themselves.
     settings.RALLY_STAFF_2FA = "off"
+    # Tests post the literal webhooks of many ESPs; production answers only its own.
+    settings.RALLY_WEBHOOK_ESPS = [
+        pattern.callback.view_class.esp_slug for pattern in webhooks.urlpatterns
+    ]
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

@@ -1,5 +1,6 @@
 import ast
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -129,3 +130,16 @@ def test_prepared_statements_are_on_for_postgresql_unless_turned_off(var_dir):
     assert "'prepare_threshold': 5" in on.stdout
     assert "server_side_binding" not in off.stdout
     assert "prepare_threshold" not in off.stdout
+
+
+def test_no_program_in_the_repository_holds_a_fixed_secret_key():
+    """Benches and tools make a random key per run; a published key signs anyone's links."""
+    root = SETTINGS.parent.parent
+    fixed = re.compile(r"""["']SECRET_KEY["']\s*[:,]\s*["']""")
+    holders = [
+        str(path.relative_to(root))
+        for folder in ("bench", "crm", "mailings", "project")
+        for path in (root / folder).rglob("*.py")
+        if fixed.search(path.read_text())
+    ]
+    assert holders == []

@@ -98,3 +98,68 @@ def test_configured_esp_webhook_still_answers(settings):
     )
 
     assert response.status_code == 403
+
+
+SENDGRID_BOUNCE = [
+    {
+        "email": "someone@example.org",
+        "event": "bounce",
+        "type": "bounce",
+        "reason": "550 5.1.1 Unknown user",
+        "timestamp": 1700000000,
+        "sg_event_id": "sg-1",
+        "sg_message_id": "sg-message-1",
+    }
+]
+
+
+@pytest.mark.parametrize("setup", list(SETUPS), ids=list(SETUPS))
+def test_an_esp_rally_does_not_send_through_is_not_found(settings, setup):
+    """Sending through Postmark, SendGrid's URL is a 404 even to a caller with the secret.
+
+    SendGrid's webhook needs no settings of its own, so without this anyone
+    holding the secret could post bounces in a format Rally never receives.
+    """
+    debug, anymail = SETUPS[setup]
+    settings.DEBUG = debug
+    settings.ANYMAIL = anymail
+    settings.RALLY_WEBHOOK_ESPS = ["postmark"]
+    before = database_state()
+
+    response = _post(
+        "/anymail/sendgrid/tracking/",
+        json.dumps(SENDGRID_BOUNCE),
+        HTTP_AUTHORIZATION=WEBHOOK_AUTH,
+    )
+
+    assert response.status_code == 404
+    assert changed_tables(before, database_state()) == []
+
+
+def test_by_default_only_the_esp_of_email_backend_is_answered(tmp_path):
+    """RALLY_WEBHOOK_ESPS defaults to the ESP named by EMAIL_BACKEND."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "DEBUG": "1",
+        "RALLY_VAR_DIR": str(tmp_path),
+        "EMAIL_BACKEND": "anymail.backends.mailgun.EmailBackend",
+    }
+    env.pop("RALLY_WEBHOOK_ESPS", None)
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings as s; import django; "
+            "django.setup(); print(s.RALLY_WEBHOOK_ESPS)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+    assert shown == "['mailgun']"
