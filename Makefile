@@ -23,13 +23,7 @@ run: $(VENV)/.installed
 	python manage.py migrate --no-input
 	python manage.py seed_demo --if-empty
 	python manage.py ensure_admin
-	@# Ctrl-C: honcho stops every process and kills what is left after 5 s, but the
-	@# worker's warm shutdown (it lets a running task finish) takes up to about 6 s on
-	@# the embedded broker, so honcho waits up to 15 s. Its exit status 130 then only
-	@# says that Ctrl-C stopped it.
-	python -c 'import sys, honcho.command, honcho.manager; sys.argv[0] = "honcho"; \
-		honcho.manager.KILL_WAIT = 15; sys.exit(honcho.command.main())' \
-		--procfile Procfile.dev start || test $$? -eq 130
+	python -m devtools.run --procfile Procfile.dev start
 
 test: $(VENV)/.installed
 	pytest

@@ -1,0 +1,5 @@
+"""
+Tools for running Rally on a developer's machine; none of it runs in production.
+
+- `devtools.run`: the process manager behind `make run` (honcho, patient on Ctrl-C).
+"""
