@@ -83,9 +83,9 @@ INSTALLED_APPS = [
     "simple_history",
     "django_countries",
     "csp",
-    "axes",
+    "project.apps.LoginLockoutConfig",  # django-axes
     "django_otp",
-    "django_otp.plugins.otp_totp",
+    "project.apps.TwoFactorDevicesConfig",  # django_otp.plugins.otp_totp
     "crm",
     "mailings",
 ]

@@ -198,3 +198,17 @@ def test_nobody_can_read_a_devices_secret_in_the_admin(phone, client):
     response = client.post(f"/admin/otp_totp/totpdevice/{phone.pk}/delete/", {"post": "yes"})
     assert response.status_code == 302
     assert not TOTPDevice.objects.filter(pk=phone.pk).exists()
+
+
+def test_the_admin_names_devices_and_lockouts_in_plain_words(settings, superuser):
+    """The admin's index says "Two-factor login" and "Login lockouts", not app labels."""
+    settings.RALLY_STAFF_2FA = "off"
+    client = Client()
+    client.force_login(superuser)
+
+    page = client.get("/admin/").content.decode()
+
+    assert "Two-factor login" in page
+    assert "Login lockouts" in page
+    assert "Otp_Totp" not in page
+    assert ">Axes<" not in page
