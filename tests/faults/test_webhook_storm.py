@@ -442,7 +442,7 @@ def storm_servers(tmp_path, broker):
         "CONN_MAX_AGE": "600",
         "ANYMAIL_WEBHOOK_SECRET": SECRET,
         "ANYMAIL_MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY,
-        "RALLY_WEBHOOK_ESPS": "postmark,mailgun,sendgrid",
+        "RALLY_WEBHOOK_ESPS": ",".join(esp.lower() for esp in PAYLOADS),
         "LOG_LEVEL": "WARNING",
         "PYTHONWARNINGS": "ignore",
     }
