@@ -13,7 +13,7 @@ Everything runs on this machine, on loopback: gunicorn (DEBUG off) on
 PostgreSQL, Redis as broker and cache, real Celery workers (a sender on the
 "sending" queue, a "webhooks" worker applying tracking events, a default
 worker sending sign-up confirmations), Celery beat, and the ESP simulator
-(`python -m mailings.mailsink`, 100 ms per API call) in its own process.
+(`python -m mailsink`, 100 ms per API call) in its own process.
 
 The script seeds --recipients supporters (once), resets them, records an
 earlier newsletter as sent to all of them (the deliveries tracking events
@@ -279,7 +279,7 @@ def start_processes(args, tmp):
     celery = f"{nice} {python} -m celery --app project"
     quiet = "--loglevel WARNING --without-gossip --without-mingle"
     commands = {
-        "sink": f"{nice} {python} -m mailings.mailsink --port {args.sink_port} "
+        "sink": f"{nice} {python} -m mailsink --port {args.sink_port} "
         f"--latency-ms {args.latency_ms} --keep-bodies 100",
         "web": f"{gunicorn} project.wsgi --bind 127.0.0.1:{args.port} "
         f"--workers {args.web_workers} --worker-class gthread --threads {args.web_threads} "
@@ -736,8 +736,8 @@ def main():
     from crm.models import Supporter, Suppression
     from mailings import services
     from mailings.demo import DUTY_TO_PREVENT
-    from mailings.mailsink import MailSinkClient
     from mailings.models import Delivery, DeliveryEvent, Mailing
+    from mailsink import MailSinkClient
 
     redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
     database = os.environ["DATABASE_URL"].rsplit("/", 1)[-1]

@@ -9,7 +9,7 @@ the ESP simulator, and time it.
         [--send-concurrency 32] [--port 18510]
 
 For each mode it seeds the supporters once (later runs reuse them), starts
-the simulator (`python -m mailings.mailsink`, its own process, 100 ms per
+the simulator (`python -m mailsink`, its own process, 100 ms per
 API call) and `celery worker` processes on the "sending" queue, presses
 "send" (mailings.services.mailing_send_now), and watches the simulator.
 
@@ -171,8 +171,8 @@ def run(args, mode, interest):
     from django.db import connection
 
     from mailings import services
-    from mailings.mailsink import MailSinkClient
     from mailings.models import Delivery, Mailing
+    from mailsink import MailSinkClient
 
     print(f"\n=== {mode}: {args.recipients:,} recipients, {args.latency_ms:g} ms per API call ===")
     # Earlier runs that were interrupted must not compete for the workers.
@@ -180,7 +180,7 @@ def run(args, mode, interest):
     redis.Redis.from_url(os.environ["REDIS_URL"]).flushdb()
     sink_url = f"http://127.0.0.1:{args.port}"
     sink = subprocess.Popen(
-        [sys.executable, "-m", "mailings.mailsink", "--port", str(args.port),
+        [sys.executable, "-m", "mailsink", "--port", str(args.port),
          "--latency-ms", str(args.latency_ms), "--keep-bodies", "200"],
         cwd=ROOT, stdout=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip

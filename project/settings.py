@@ -274,7 +274,7 @@ CELERY_TIMEZONE = TIME_ZONE
 
 # Email. ESP settings come from the environment: EMAIL_BACKEND names an Anymail
 # backend and every ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"]. With none
-# set, mail goes to the local mail sink (manage.py mailsink), which speaks
+# set, mail goes to the local mail sink (python -m mailsink), which speaks
 # Postmark's API and shows what it received at http://127.0.0.1:8025/.
 RALLY_MAILSINK_URL = env.str("RALLY_MAILSINK_URL", default="http://127.0.0.1:8025")
 EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="anymail.backends.postmark.EmailBackend")

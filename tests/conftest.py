@@ -83,7 +83,7 @@ def _mail_sink_of_the_test_run():
     show it among their own mail. Processes a test starts (workers, gunicorn)
     read the environment, so it points there too.
     """
-    from mailings.mailsink import MailSink
+    from mailsink import MailSink
 
     with MailSink(port=0, latency_ms=0) as sink, pytest.MonkeyPatch.context() as patch:
         patch.setenv("RALLY_MAILSINK_URL", sink.url)
@@ -217,7 +217,7 @@ def r2p_mailing(db, interest):
 
 @pytest.fixture(scope="session")
 def _esp_simulator():
-    from mailings.mailsink import MailSink
+    from mailsink import MailSink
 
     with MailSink(port=0, latency_ms=0) as sink:
         yield sink

@@ -11,7 +11,7 @@ from django.test import Client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("tasks_run_now", "fresh_cache")]
 
-DEVELOPER_SINK = ("127.0.0.1", 8025)  # where `make run` starts manage.py mailsink
+DEVELOPER_SINK = ("127.0.0.1", 8025)  # where `make run` starts python -m mailsink
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import redis
 from django.conf import settings
 
 from mailings import throttle
-from mailings.mailsink import MailSink
+from mailsink import MailSink
 from tests.integration.harness import Worker
 
 # Loopback ports for the Redis servers these tests start and stop.

@@ -4,7 +4,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from mailings.mailsink import MailSink
+from mailsink import MailSink
 
 
 @pytest.fixture

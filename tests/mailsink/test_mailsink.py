@@ -2,6 +2,7 @@
 
 import datetime
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -15,7 +16,7 @@ from django.conf import settings as django_settings
 from django.core.mail import get_connection
 
 from mailings import esp
-from mailings.mailsink import MailSink, MailSinkClient
+from mailsink import MailSink, MailSinkClient
 
 
 @pytest.fixture(scope="module")
@@ -435,9 +436,9 @@ def test_persisted_messages_survive_a_restart(settings, tmp_path):
 
 
 def test_mailsink_command_serves_the_default_settings(tmp_path):
-    """`manage.py mailsink` answers Postmark calls made with the development settings' token."""
+    """`python -m mailsink` answers Postmark calls made with the development settings' token."""
     process = subprocess.Popen(
-        [sys.executable, "manage.py", "mailsink", "--port", "0", "--no-persist"],
+        [sys.executable, "-m", "mailsink", "--port", "0"],
         cwd=django_settings.BASE_DIR,
         stdout=subprocess.PIPE,
         text=True,
@@ -464,6 +465,50 @@ def test_mailsink_command_serves_the_default_settings(tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_mailsink_persists_to_the_file_it_is_given_and_stops_on_ctrl_c(tmp_path):
+    """`--persist FILE` keeps what arrived across a restart; Ctrl-C stops the sink cleanly."""
+    path = tmp_path / "mailsink" / "messages.jsonl"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mailsink", "--port", "0", "--persist", str(path)],
+        cwd=django_settings.BASE_DIR,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = process.stdout.readline().split(" at ")[1].split("/ ")[0]
+        response = requests.post(
+            f"{url}/postmark/email",
+            headers={"X-Postmark-Server-Token": "mailsink"},
+            json={"From": "a@localhost", "To": "bob@example.org", "TextBody": "Hi"},
+            timeout=5,
+        )
+        assert response.status_code == 200
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+        assert process.stdout.read().endswith("\nMail sink stopped.\n")
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert json.loads(path.read_text())["address"] == "bob@example.org"
+
+
+def test_mailsink_needs_neither_django_nor_the_apps():
+    """The sink runs in a process of its own: importing it loads no Django and no app."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, mailsink, mailsink.__main__; print(' '.join(sorted(sys.modules)))",
+        ],
+        cwd=django_settings.BASE_DIR,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    roots = {name.split(".")[0] for name in loaded}
+    assert roots.isdisjoint({"django", "crm", "mailings", "project", "anymail", "celery"})
 
 
 # -- the ESPs' read APIs: "did you accept this message?" ---------------------------------
