@@ -12,7 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from crm import exports, imports
-from crm.models import AuditEvent, PartnerOrganisation
+from crm.models import AuditEvent, ImportBatch, PartnerOrganisation
 from crm.services import supporter_erase, supporter_mark_undeliverable, supporter_unsubscribe
 from tests.factories import PartnerOrganisationFactory, SupporterFactory
 
@@ -39,9 +39,7 @@ def shared(partner_list, interest, other_interest, supporter):
         )
     return {
         s.first_name: s
-        for s in exports.partner_supporters(
-            imports.PartnerOrganisation.objects.get(slug="waging-peace")
-        )
+        for s in exports.partner_supporters(PartnerOrganisation.objects.get(slug="waging-peace"))
     }
 
 
@@ -106,7 +104,7 @@ def test_the_sync_date_is_recorded_so_the_next_sync_flags_only_newer_opt_outs(sh
 
 
 def test_a_reverted_import_is_not_reported_as_opt_outs(shared, partner):
-    batch = imports.ImportBatch.objects.get()
+    batch = ImportBatch.objects.get()
     imports.import_revert(batch=batch)
     result = exports.partner_sync_export(partner=partner)
     assert result.opt_outs == 0

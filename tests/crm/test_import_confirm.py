@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from crm import imports
 from crm.imports import ImportFailed, ImportRefused
+from crm.imports.writers import _writer
 from crm.models import (
     AuditEvent,
     ConsentRecord,
@@ -93,7 +94,7 @@ def test_confirm_is_refused_when_the_stored_file_is_not_the_previewed_one(partne
 def test_a_failure_midway_leaves_the_database_as_it_was(partner_list, interest, monkeypatch):
     preview = partner_list(LIST, interests=[interest])
     state = database_state()
-    writer = imports._writer()
+    writer = _writer()
     original = type(writer).subscribe
 
     def fail_after_subscribing(self, grants, **kwargs):

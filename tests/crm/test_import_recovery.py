@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from crm import imports, tasks
+from crm.imports import confirm
 from crm.models import ConsentRecord, ImportBatch, Supporter
 
 LIST = "Email,First name\nann@example.org,Ann\nbo@example.org,Bo\n"
@@ -125,7 +126,7 @@ def test_import_being_applied_is_left_alone(partner_list, interest):
 def test_confirm_that_was_taken_over_backs_off(partner_list, interest, monkeypatch):
     """A confirm stalled between its claim and its transaction finds the batch queued again."""
     preview = partner_list(LIST, interests=[interest])
-    real_bulk_work = imports._bulk_work
+    real_bulk_work = confirm._bulk_work
 
     @contextlib.contextmanager
     def recovered_meanwhile():
@@ -135,7 +136,7 @@ def test_confirm_that_was_taken_over_backs_off(partner_list, interest, monkeypat
         with real_bulk_work():
             yield
 
-    monkeypatch.setattr(imports, "_bulk_work", recovered_meanwhile)
+    monkeypatch.setattr(confirm, "_bulk_work", recovered_meanwhile)
 
     with pytest.raises(imports.ImportRefused, match="restarted after an interruption"):
         imports.import_confirm(batch_id=preview.batch.pk)
