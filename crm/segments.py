@@ -23,10 +23,12 @@ outside them is refused with a message rather than answered with an error page.
 
 import datetime
 
-from django.core.exceptions import ValidationError
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 from django_countries import countries
+
+from crm import extensions
+from crm.exceptions import SegmentRuleError
 
 RULE_KEYS = (
     "interests",
@@ -46,10 +48,6 @@ RULE_KEYS = (
 MAX_DAYS = 3650
 EARLIEST_DATE = datetime.date(1900, 1, 1)
 LATEST_DATE = datetime.date(2999, 12, 31)
-
-
-class SegmentRuleError(ValidationError):
-    """A saved segment definition that can no longer be evaluated."""
 
 
 def _as_list(rules, key):
@@ -207,16 +205,19 @@ def rules_filter(rules):
     if "joined_before" in rules:
         end = datetime.date.fromisoformat(rules["joined_before"]) + datetime.timedelta(days=1)
         condition &= Q(created_at__lt=datetime.datetime.combine(end, datetime.time.min, tz))
-    for key, kind in (("opened_within_days", "opened"), ("clicked_within_days", "clicked")):
+    for key in ("opened_within_days", "clicked_within_days"):
         if key in rules:
-            condition &= _engaged_within(kind, rules[key])
+            condition &= _condition_elsewhere(key, rules[key])
     return condition
 
 
-def _engaged_within(kind, days):
-    from mailings.engagement import engaged_since
-
-    return engaged_since(kind, timezone.now() - datetime.timedelta(days=days))
+def _condition_elsewhere(rule, value):
+    # The mailing history answers the engagement rules: mailings registers
+    # their conditions (crm.extensions.segment_conditions).
+    condition = extensions.segment_conditions.get(rule)
+    if condition is None:
+        raise SegmentRuleError(f"Rule '{rule}' needs the mailing history, which is not installed.")
+    return condition(value)
 
 
 def mailings_using(segment_ids):
@@ -225,26 +226,9 @@ def mailings_using(segment_ids):
     Unfinished: draft, scheduled, sending or paused. A scheduled mailing
     resolves its audience when it starts, and sending re-checks the excluded
     segments batch by batch, so a change to the segment changes who gets it.
+    The apps that use segments answer (crm.extensions.segment_uses).
     """
-    from mailings.models import Mailing
-
-    finished = (Mailing.Status.SENT, Mailing.Status.CANCELLED)
-    lines = []
-    for relation, verb in (("include_segments", "sends to"), ("exclude_segments", "leaves out")):
-        links = (
-            getattr(Mailing, relation)
-            .through.objects.filter(segment_id__in=list(segment_ids))
-            .exclude(mailing__status__in=finished)
-            .select_related("mailing", "segment")
-            .order_by("mailing__name", "mailing_id")
-        )
-        for link in links:
-            mailing = link.mailing
-            lines.append(
-                f"Mailing “{mailing}” ({mailing.get_status_display().lower()}) "
-                f"{verb} segment “{link.segment}”"
-            )
-    return lines
+    return [line for uses in extensions.segment_uses for line in uses(segment_ids)]
 
 
 def changes_since(segment_ids, since):

@@ -7,9 +7,20 @@ class MailingsConfig(AppConfig):
     verbose_name = "Mailings"
 
     def ready(self):
-        from mailings import receivers  # noqa: F401 - connects the tracking receiver
+        from crm import extensions
+        from mailings import (
+            receivers,  # noqa: F401 - connects the tracking receiver
+            segments,
+            services,
+        )
 
         checks.register(check_sending_settings)
+        # What mailings adds to the CRM, which knows nothing of mailings.
+        extensions.register_data_export(services.mail_data_export)
+        extensions.register_erasure(services.mail_data_erase)
+        extensions.register_segment_use(segments.mailings_using)
+        extensions.register_segment_condition("opened_within_days", segments.opened_within)
+        extensions.register_segment_condition("clicked_within_days", segments.clicked_within)
 
 
 def check_sending_settings(app_configs=None, **kwargs):

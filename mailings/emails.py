@@ -26,13 +26,12 @@ from urllib.parse import urlsplit
 
 from anymail.message import AnymailMessage
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.safestring import mark_safe
 
-from crm.services import RallyError
 from mailings import tokens
+from mailings.exceptions import MergeFieldError
 
 FIELDS = ("first_name", "last_name", "full_name", "postcode", "email")
 LINKS = ("unsubscribe_url", "preferences_url")
@@ -45,10 +44,6 @@ MERGE_FIELD = re.compile(
     r"(?:\|\s*default\s*:\s*" + _QUOTE + r"(?P<default>.*?)(?P=q)\s*)?\}\}"
 )
 ANY_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
-
-
-class MergeFieldError(RallyError, ValidationError):
-    """The mailing names a merge field Rally does not know."""
 
 
 @dataclass(frozen=True)

@@ -9,22 +9,17 @@ import time
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
 from django.core.mail import get_connection
 from django.db import transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from crm.models import Supporter, normalize_email
-from crm.services import RallyError
 from mailings import emails, esp, sending
+from mailings.exceptions import MailingRefused
 from mailings.models import Delivery, DeliveryEvent, Mailing
 
 logger = logging.getLogger(__name__)
-
-
-class MailingRefused(RallyError, ValidationError):
-    """The mailing cannot move to the requested state; the message says why."""
 
 
 def _transition(mailing, *, allowed, to, **fields):

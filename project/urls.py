@@ -12,6 +12,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     # Anymail's webhooks, each behind a guard (size limit, 401/403, 400 for junk).
-    path("anymail/", include("project.webhooks")),
+    path("anymail/", include("mailings.webhooks")),
     path("", include("mailings.urls")),
 ]

@@ -5,7 +5,7 @@ import pytest
 from django.contrib.auth.models import Group
 
 from crm import roles
-from project import webhooks
+from mailings import webhooks
 from tests import factories
 
 # CI sets RALLY_REQUIRE_SERVICES=1: a test that needs PostgreSQL, Redis or
@@ -108,7 +108,7 @@ def _fast_and_local(settings):
     settings.RALLY_STAFF_2FA = "off"
     # Tests post the literal webhooks of many ESPs; production answers only its own.
     settings.RALLY_WEBHOOK_ESPS = [
-        pattern.callback.view_class.esp_slug for pattern in webhooks.urlpatterns
+        pattern.callback.esp_slug for pattern in webhooks.urlpatterns
     ]
     settings.STORAGES = {
         **settings.STORAGES,

@@ -368,7 +368,8 @@ def test_ids_may_be_numbers_and_a_tag_may_be_missing():
     """Postmark's bounce ids and Postal's message ids are numbers; Postal's tag can be null."""
     from anymail.signals import AnymailTrackingEvent
 
-    from project.webhooks import UnreadablePayload, check_event
+    from mailings.exceptions import UnreadablePayload
+    from mailings.receivers import check_event
 
     check_event(AnymailTrackingEvent(event_type="bounced", event_id=42, message_id=7, tags=[None]))
     with pytest.raises(UnreadablePayload, match="message_id"):

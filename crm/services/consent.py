@@ -1,41 +1,30 @@
 """
-Writes to the CRM. Views, admin actions, imports, commands and tasks all
-change supporters, consent and suppression through these functions, so every
-change writes its consent record and audit event in the same transaction.
+Consent and suppression: every write to Subscription, ConsentRecord and
+Suppression, each with its audit event in the same transaction. One supporter
+at a time (consent_grant, supporter_unsubscribe, supporter_mark_undeliverable)
+or in bulk for staff actions (supporters_subscribe, supporters_unsubscribe).
 """
 
 import functools
-import json
 from dataclasses import dataclass
 
-from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from crm import rawsql
+from crm.exceptions import ConsentRefused
 from crm.models import (
     AuditEvent,
     CampaignInterest,
     ConsentRecord,
     LawfulBasis,
-    Segment,
-    SegmentMembership,
     Subscription,
     Supporter,
     Suppression,
     email_hash,
 )
-from crm.segments import SegmentRuleError, mailings_using
-
-
-class RallyError(Exception):
-    """Base class for errors Rally raises on purpose."""
-
-
-class ConsentRefused(RallyError, ValidationError):
-    """Consent cannot be recorded for this supporter (suppressed or erased)."""
-
+from crm.services.audit import audit_event_add
 
 # Statuses a supporter cannot be moved out of by granting consent: the
 # address failed or its owner objected, and only they can undo that by
@@ -47,26 +36,6 @@ UNMAILABLE_STATUSES = {
 }
 # Rows per INSERT in bulk writes: well inside PostgreSQL's 65,535 parameters a statement.
 BULK_BATCH_SIZE = 2_000
-
-
-def supporter_create(*, actor=None, **fields) -> Supporter:
-    """Create a supporter after full validation (duplicates, bad addresses, country)."""
-    supporter = Supporter(**fields)
-    supporter.email = (supporter.email or "").strip()
-    supporter.full_clean()
-    supporter.save()
-    return supporter
-
-
-def supporter_get(email):
-    """Return the supporter with `email` (case and spaces aside), or None."""
-    return Supporter.objects.with_email(email).first()
-
-
-def _audit(kind, *, supporter=None, actor=None, source="", **detail):
-    return AuditEvent.objects.create(
-        kind=kind, supporter=supporter, actor=actor, source=source, detail=detail
-    )
 
 
 def _record_consent(*, supporter_ids, topics, action, method, actor, actor_label, now, **details):
@@ -406,7 +375,7 @@ def suppression_add(
         entry.reason = reason
         entry.save(update_fields=["reason"])
     if created:
-        _audit(AuditEvent.Kind.SUPPRESSED, actor=actor, source=reason, reason=reason)
+        audit_event_add(AuditEvent.Kind.SUPPRESSED, actor=actor, source=reason, reason=reason)
     return entry
 
 
@@ -445,150 +414,6 @@ def supporter_mark_undeliverable(
             changed = True
         suppression_add(hashed=supporter.email_hash, reason=reason, note=actor_label)
     return changed
-
-
-def supporter_revoke_links(*, supporter: Supporter, actor=None) -> Supporter:
-    """Invalidate every preference and unsubscribe link this supporter was sent."""
-    with transaction.atomic():
-        Supporter.objects.filter(pk=supporter.pk).update(
-            link_version=supporter.link_version + 1, updated_at=timezone.now()
-        )
-        _audit(AuditEvent.Kind.LINKS_REVOKED, supporter=supporter, actor=actor, source="staff")
-    supporter.refresh_from_db()
-    return supporter
-
-
-def supporter_export_data(*, supporter: Supporter, actor=None, source: str = "staff") -> dict:
-    """Return everything Rally holds about `supporter`, as JSON-ready data (GDPR access)."""
-    from mailings.services import mail_data_export
-
-    data = {
-        "supporter": {
-            "id": supporter.pk,
-            "email": supporter.email,
-            "first_name": supporter.first_name,
-            "last_name": supporter.last_name,
-            "postcode": supporter.postcode,
-            "country": str(supporter.country),
-            "phone": supporter.phone,
-            "organisation": supporter.organisation,
-            "source": supporter.source,
-            "partner": supporter.partner.name if supporter.partner else None,
-            "status": supporter.status,
-            "tags": [tag.name for tag in supporter.tags.all()],
-            "notes": supporter.notes,
-            "created_at": supporter.created_at.isoformat(),
-            "updated_at": supporter.updated_at.isoformat(),
-        },
-        "subscriptions": [
-            {
-                "interest": sub.interest.name,
-                "status": sub.status,
-                "subscribed_at": sub.subscribed_at and sub.subscribed_at.isoformat(),
-                "unsubscribed_at": sub.unsubscribed_at and sub.unsubscribed_at.isoformat(),
-            }
-            for sub in supporter.subscriptions.select_related("interest")
-        ],
-        "consent_history": [
-            {
-                "when": record.created_at.isoformat(),
-                "interest": record.interest.name if record.interest else "all email",
-                "action": record.action,
-                "method": record.method,
-                "lawful_basis": record.lawful_basis,
-                "wording": record.wording,
-                "wording_version": record.wording_version,
-                "partner": record.partner.name if record.partner else None,
-                "ip_address": record.ip_address,
-            }
-            for record in supporter.consent_records.select_related("interest", "partner")
-        ],
-        "segments": list(supporter.segment_memberships.values_list("segment__name", flat=True)),
-        "changes": [
-            {
-                "when": entry.history_date.isoformat(),
-                "type": entry.get_history_type_display(),
-            }
-            for entry in supporter.history.all()
-        ],
-    }
-    data.update(mail_data_export(supporter=supporter))
-    _audit(AuditEvent.Kind.DATA_EXPORTED, supporter=supporter, actor=actor, source=source)
-    return data
-
-
-def supporter_erase(*, supporter: Supporter, actor=None) -> Supporter:
-    """Erase a supporter's personal data at their request (GDPR right to erasure).
-
-    Anonymise the row (it stays, so mailing counts stay right), delete consent
-    details, change history, subscriptions and memberships, and suppress the
-    address so it is never emailed or added again.
-    """
-    from mailings.services import mail_data_erase
-
-    with transaction.atomic():
-        supporter = Supporter.objects.select_for_update().get(pk=supporter.pk)
-        if supporter.status == Supporter.Status.ERASED:
-            return supporter
-        suppression_add(hashed=supporter.email_hash, reason=Suppression.Reason.ERASURE, actor=actor)
-        mail_data_erase(supporter=supporter)
-        ConsentRecord.objects.filter(supporter=supporter)._erase()
-        Subscription.objects.filter(supporter=supporter).delete()
-        SegmentMembership.objects.filter(supporter=supporter).delete()
-        supporter.tags.clear()
-        # Earlier audit events name the supporter by id only; keep them.
-        supporter.email = f"erased-{supporter.pk}@erased.invalid"
-        supporter.first_name = supporter.last_name = ""
-        supporter.postcode = supporter.phone = supporter.organisation = supporter.notes = ""
-        supporter.status = Supporter.Status.ERASED
-        supporter.link_version += 1
-        supporter.save_without_historical_record()
-        supporter.history.all().delete()
-        _admin_log_erase(supporter)
-        _audit(AuditEvent.Kind.ERASED, supporter=supporter, actor=actor, source="staff")
-    return supporter
-
-
-def _admin_log_erase(supporter):
-    """Anonymise the admin's log of changes to `supporter` (who changed it and when stay).
-
-    Django's admin log names the object as it was shown (“Alice Smith
-    <alice@…>”) and its messages may name inline rows; keep only which fields
-    changed, which holds no personal data.
-    """
-    from django.contrib.admin.models import LogEntry
-    from django.contrib.contenttypes.models import ContentType
-
-    entries = LogEntry.objects.filter(
-        content_type=ContentType.objects.get_for_model(Supporter), object_id=str(supporter.pk)
-    )
-    for entry in entries.only("change_message"):
-        entry.object_repr = f"Supporter #{supporter.pk} (erased)"
-        entry.change_message = _fields_only(entry.change_message)
-        entry.save(update_fields=["object_repr", "change_message"])
-
-
-def _fields_only(change_message):
-    """Return an admin log message keeping only the names of the fields changed."""
-    try:
-        parts = json.loads(change_message or "[]")
-    except ValueError:
-        return ""  # free text written by hand: it may say anything
-    if not isinstance(parts, list):
-        return ""
-    kept = []
-    for part in parts:
-        for action in ("added", "changed", "deleted"):
-            detail = part.get(action) if isinstance(part, dict) else None
-            # A detail naming an "object" is about an inline row, shown as it read.
-            if not isinstance(detail, dict) or "object" in detail:
-                continue
-            fields = detail.get("fields")
-            if action == "changed" and isinstance(fields, list):
-                kept.append({action: {"fields": [str(field) for field in fields]}})
-            else:
-                kept.append({action: {}})
-    return json.dumps(kept)
 
 
 @dataclass(frozen=True)
@@ -699,113 +524,3 @@ def supporters_unsubscribe(*, supporters, interest: CampaignInterest, actor, met
             now=now,
         )
     return len(left)
-
-
-class SegmentInUse(RallyError, ValidationError):
-    """A segment cannot be deleted while mailings that have not finished use it."""
-
-
-def _member_count(segment):
-    try:
-        return segment.supporters().count()
-    except SegmentRuleError:
-        return None
-
-
-def segment_save(*, segment: Segment, actor=None) -> Segment:
-    """Save `segment`; if its definition changed, record who changed it and its size then and now.
-
-    Mailings that include or exclude the segment move with it, so their pages
-    show the change (crm.segments.changes_since).
-    """
-    with transaction.atomic():
-        before = None
-        if segment.pk is not None:
-            before = (
-                Segment.objects.select_for_update()
-                .filter(pk=segment.pk)
-                .values("kind", "rules")
-                .first()
-            )
-        elif segment.created_by_id is None:
-            segment.created_by = actor
-        changed = before is not None and before != {"kind": segment.kind, "rules": segment.rules}
-        if changed:
-            members_before = _member_count(Segment(pk=segment.pk, **before))
-        segment.save()
-        if changed:
-            _audit(
-                AuditEvent.Kind.SEGMENT_CHANGED,
-                actor=actor,
-                source="staff",
-                segment=segment.pk,
-                name=segment.name,
-                segment_kind_before=before["kind"],
-                rules_before=before["rules"],
-                segment_kind=segment.kind,
-                rules=segment.rules,
-                members_before=members_before,
-                members=_member_count(segment),
-            )
-    return segment
-
-
-def segments_delete(*, segments, actor=None) -> int:
-    """Delete `segments`; return how many. Refuse (SegmentInUse) if an unfinished mailing uses one.
-
-    Deleting a segment a draft or scheduled mailing includes or excludes would
-    silently widen or narrow who receives it.
-    """
-    with transaction.atomic():
-        # Locked, so a segment cannot be changed while it is being deleted.
-        ids = list(
-            Segment.objects.select_for_update()
-            .filter(pk__in=[segment.pk for segment in segments])
-            .values_list("pk", flat=True)
-        )
-        in_use = mailings_using(ids)
-        if in_use:
-            raise SegmentInUse(
-                "A segment that a mailing still to be sent uses cannot be deleted: "
-                + "; ".join(in_use)
-                + ". Remove it from the mailing, or cancel the mailing, first."
-            )
-        Segment.objects.filter(pk__in=ids).delete()
-    return len(ids)
-
-
-def segment_add_members(*, segment: Segment, supporters, actor=None) -> int:
-    """Add `supporters` to a static segment in one statement; return how many were new."""
-    if segment.kind != Segment.Kind.STATIC:
-        raise ValidationError("Only static segments have members added by hand.")
-    with transaction.atomic():
-        existing = SegmentMembership.objects.filter(segment=segment).values("supporter_id")
-        ids = list(supporters.exclude(pk__in=existing).values_list("pk", flat=True))
-        SegmentMembership.objects.bulk_create(
-            [SegmentMembership(segment=segment, supporter_id=pk, added_by=actor) for pk in ids],
-            ignore_conflicts=True,
-        )
-        _audit(
-            AuditEvent.Kind.SEGMENT_ADDED,
-            actor=actor,
-            source="staff",
-            segment=segment.pk,
-            count=len(ids),
-        )
-    return len(ids)
-
-
-def segment_remove_members(*, segment: Segment, supporters, actor=None) -> int:
-    """Remove `supporters` from a static segment; return how many were members."""
-    with transaction.atomic():
-        removed, _ = SegmentMembership.objects.filter(
-            segment=segment, supporter__in=supporters.values("pk")
-        ).delete()
-        _audit(
-            AuditEvent.Kind.SEGMENT_REMOVED,
-            actor=actor,
-            source="staff",
-            segment=segment.pk,
-            count=removed,
-        )
-    return removed

@@ -1,0 +1,49 @@
+"""
+What the apps built on the CRM add to it, registered in their AppConfig.ready().
+
+crm knows nothing of the apps that use it (an import-linter contract holds
+that line); an app that keeps data about supporters, or builds on segments,
+adds its part here, as Django's admin lets each app register its models:
+
+    data_exports        supporter -> dict merged into the supporter's data export
+    erasures            supporter -> None, run inside supporter_erase's transaction
+    segment_uses        segment ids -> a sentence for each unfinished piece of work
+                        that uses these segments (refuses their deletion)
+    segment_conditions  rule name -> (rule value -> Q on Supporter) for segment
+                        rules whose answer lives in another app's tables
+
+mailings registers its deliveries (export, erasure), the mailings that use a
+segment, and the engagement rules (opened_within_days, clicked_within_days).
+"""
+
+data_exports = []
+erasures = []
+segment_uses = []
+segment_conditions = {}
+
+
+def register_data_export(function):
+    """Add `function(*, supporter) -> dict` to every supporter's data export."""
+    if function not in data_exports:
+        data_exports.append(function)
+    return function
+
+
+def register_erasure(function):
+    """Run `function(*, supporter)` when a supporter is erased, inside the erasure's transaction."""
+    if function not in erasures:
+        erasures.append(function)
+    return function
+
+
+def register_segment_use(function):
+    """Ask `function(segment_ids) -> list[str]` what uses a segment before it is deleted."""
+    if function not in segment_uses:
+        segment_uses.append(function)
+    return function
+
+
+def register_segment_condition(rule, function):
+    """Answer segment rule `rule` with `function(value) -> Q` on Supporter."""
+    segment_conditions[rule] = function
+    return function

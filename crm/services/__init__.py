@@ -1,0 +1,66 @@
+"""
+Writes to the CRM. Views, admin actions, imports, commands and tasks all
+change supporters, consent and suppression through these functions, so every
+change writes its consent record and audit event in the same transaction.
+
+    supporters.py  supporter_create, supporter_get, supporter_revoke_links
+    consent.py     consent_grant, supporter_unsubscribe(_from_mailing), suppression_add,
+                   supporter_mark_undeliverable; the staff bulk actions
+                   supporters_subscribe, supporters_unsubscribe
+    gdpr.py        supporter_export_data, supporter_erase
+    segments.py    segment_save, segments_delete, segment_add_members, segment_remove_members
+    audit.py       audit_event_add, the audit trail's writer for all of the above
+
+Import from here (`from crm import services`; `from crm.services import x`).
+"""
+
+from crm.exceptions import ConsentRefused, RallyError, SegmentInUse
+from crm.services.audit import audit_event_add
+from crm.services.consent import (
+    BULK_BATCH_SIZE,
+    UNDELIVERABLE_RANK,
+    UNMAILABLE_STATUSES,
+    BulkSubscription,
+    consent_grant,
+    supporter_mark_undeliverable,
+    supporter_unsubscribe,
+    supporter_unsubscribe_from_mailing,
+    supporters_subscribe,
+    supporters_unsubscribe,
+    suppression_add,
+)
+from crm.services.gdpr import supporter_erase, supporter_export_data
+from crm.services.segments import (
+    segment_add_members,
+    segment_remove_members,
+    segment_save,
+    segments_delete,
+)
+from crm.services.supporters import supporter_create, supporter_get, supporter_revoke_links
+
+__all__ = [
+    "BULK_BATCH_SIZE",
+    "UNDELIVERABLE_RANK",
+    "UNMAILABLE_STATUSES",
+    "BulkSubscription",
+    "ConsentRefused",
+    "RallyError",
+    "SegmentInUse",
+    "audit_event_add",
+    "consent_grant",
+    "segment_add_members",
+    "segment_remove_members",
+    "segment_save",
+    "segments_delete",
+    "supporter_create",
+    "supporter_erase",
+    "supporter_export_data",
+    "supporter_get",
+    "supporter_mark_undeliverable",
+    "supporter_revoke_links",
+    "supporter_unsubscribe",
+    "supporter_unsubscribe_from_mailing",
+    "supporters_subscribe",
+    "supporters_unsubscribe",
+    "suppression_add",
+]

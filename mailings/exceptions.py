@@ -1,0 +1,17 @@
+"""Errors the mailings app raises on purpose, under crm's `RallyError` root."""
+
+from django.core.exceptions import ValidationError
+
+from crm.exceptions import RallyError
+
+
+class MailingRefused(RallyError, ValidationError):
+    """The mailing cannot move to the requested state; the message says why."""
+
+
+class MergeFieldError(RallyError, ValidationError):
+    """The mailing names a merge field Rally does not know."""
+
+
+class UnreadablePayload(RallyError):
+    """A tracking webhook's body is not what the ESP sends (answered 400)."""

@@ -1,0 +1,49 @@
+"""What mailings adds to crm's segments (registered in MailingsConfig.ready()).
+
+The engagement rules (opened_within_days, clicked_within_days), answered from
+the mailing history, and the unfinished mailings that use a segment, which
+refuse its deletion and hear of its changes.
+"""
+
+import datetime
+
+from django.utils import timezone
+
+from mailings.engagement import engaged_since
+from mailings.models import Mailing
+
+
+def opened_within(days):
+    """Return a Q on Supporter: opened any mailing in the last `days` days."""
+    return engaged_since("opened", timezone.now() - datetime.timedelta(days=days))
+
+
+def clicked_within(days):
+    """Return a Q on Supporter: clicked a link in any mailing in the last `days` days."""
+    return engaged_since("clicked", timezone.now() - datetime.timedelta(days=days))
+
+
+def mailings_using(segment_ids):
+    """Return a sentence for each unfinished mailing that includes or excludes these segments.
+
+    Unfinished: draft, scheduled, sending or paused. A scheduled mailing
+    resolves its audience when it starts, and sending re-checks the excluded
+    segments batch by batch, so a change to the segment changes who gets it.
+    """
+    finished = (Mailing.Status.SENT, Mailing.Status.CANCELLED)
+    lines = []
+    for relation, verb in (("include_segments", "sends to"), ("exclude_segments", "leaves out")):
+        links = (
+            getattr(Mailing, relation)
+            .through.objects.filter(segment_id__in=list(segment_ids))
+            .exclude(mailing__status__in=finished)
+            .select_related("mailing", "segment")
+            .order_by("mailing__name", "mailing_id")
+        )
+        for link in links:
+            mailing = link.mailing
+            lines.append(
+                f"Mailing “{mailing}” ({mailing.get_status_display().lower()}) "
+                f"{verb} segment “{link.segment}”"
+            )
+    return lines
