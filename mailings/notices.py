@@ -5,24 +5,21 @@ Transactional emails to one person: sign-up confirmation, "your link" and
 Each is built from a template triple under templates/email/notices/
 (`<name>_subject.txt`, `<name>_body.txt`, `<name>_body.html`) and sent through
 Django's email backend, so the configured Anymail ESP (or the local mail sink)
-carries it. The public pages only enqueue a task holding an opaque token or an
-id; the task decides whether to send. So a page does the same work, and takes
-the same time, whether or not the address is known, and a slow ESP never slows
-a page.
+carries it. The public pages only enqueue a task (mailings.tasks) holding an
+opaque token or an id; the notice decides whether to send. So a page does the
+same work, and takes the same time, whether or not the address is known, and a
+slow ESP never slows a page.
 """
 
 import logging
-import random
 
-from anymail.exceptions import AnymailError
 from anymail.message import AnymailMessage
-from celery import shared_task
 from django.conf import settings
 from django.template.loader import render_to_string
 
 from crm.models import CampaignInterest, Supporter
 from crm.services import supporter_get
-from mailings import esp, selfservice, tokens
+from mailings import selfservice, tokens
 
 logger = logging.getLogger(__name__)
 
@@ -113,47 +110,3 @@ def notice_data_download(*, supporter_id: int) -> bool:
     )
     logger.info("Data download link sent to supporter %s", supporter.pk)
     return True
-
-
-# Celery entry points: thin, safe to repeat (a repeat sends one more copy of a
-# notice, which is harmless). When the ESP fails they try again, backing off from
-# 10 seconds to 10 minutes, for about a day: someone who signs up during an ESP
-# outage still gets their confirmation. A notice the ESP refuses for good (an
-# invalid address, a rejected message) is not tried again.
-
-RETRY_MAX_SECONDS = 600
-MAX_RETRIES = 150
-
-
-def _deliver(task, notice, **kwargs):
-    try:
-        notice(**kwargs)
-    except (AnymailError, ConnectionError, TimeoutError) as error:
-        outcome = esp.classify(error)
-        if outcome.kind == esp.PERMANENT:
-            logger.warning("%s: the ESP refused the notice (%s)", task.name, type(error).__name__)
-            return
-        countdown = retry_delay(task.request.retries, outcome) * random.uniform(0.8, 1.2)
-        raise task.retry(exc=error, countdown=countdown, max_retries=MAX_RETRIES) from error
-
-
-def retry_delay(retries, outcome):
-    """Return the seconds to wait before try number `retries` + 2 of a notice."""
-    if outcome.kind == esp.SLOW_DOWN and outcome.retry_after:
-        return outcome.retry_after
-    return min(RETRY_MAX_SECONDS, settings.RALLY_NOTICE_RETRY_SECONDS * 2**retries)
-
-
-@shared_task(bind=True)
-def send_signup_confirmation(self, token):
-    _deliver(self, notice_signup_confirmation, token=token)
-
-
-@shared_task(bind=True)
-def send_preferences_link(self, token):
-    _deliver(self, notice_preferences_link, token=token)
-
-
-@shared_task(bind=True)
-def send_data_download(self, supporter_id):
-    _deliver(self, notice_data_download, supporter_id=supporter_id)

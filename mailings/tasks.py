@@ -1,8 +1,15 @@
 """Celery entry points for mailings. Each takes ids and calls one service."""
 
-from celery import shared_task
+import logging
+import random
 
-from mailings import sending, services, tracking
+from anymail.exceptions import AnymailError
+from celery import shared_task
+from django.conf import settings
+
+from mailings import esp, notices, sending, services, tracking
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(acks_late=True, ignore_result=True)
@@ -41,3 +48,51 @@ def sweep_sending():
 def apply_tracking_events():
     """Apply recorded tracking events to deliveries and supporters (queued as they arrive)."""
     tracking.delivery_events_apply_pending()
+
+
+# Notices to one person (mailings.notices): thin, safe to repeat (a repeat sends
+# one more copy of a notice, which is harmless). When the ESP fails they try
+# again, backing off from 10 seconds to 10 minutes, for about a day: someone who
+# signs up during an ESP outage still gets their confirmation. A notice the ESP
+# refuses for good (an invalid address, a rejected message) is not tried again.
+#
+# These tasks were defined in mailings.notices and keep the names they were
+# registered under there, so messages already queued under those names when a
+# new release is deployed still find their task.
+
+RETRY_MAX_SECONDS = 600
+MAX_RETRIES = 150
+
+
+def _deliver(task, notice, **kwargs):
+    try:
+        notice(**kwargs)
+    except (AnymailError, ConnectionError, TimeoutError) as error:
+        outcome = esp.classify(error)
+        if outcome.kind == esp.PERMANENT:
+            logger.warning("%s: the ESP refused the notice (%s)", task.name, type(error).__name__)
+            return
+        countdown = retry_delay(task.request.retries, outcome) * random.uniform(0.8, 1.2)
+        raise task.retry(exc=error, countdown=countdown, max_retries=MAX_RETRIES) from error
+
+
+def retry_delay(retries, outcome):
+    """Return the seconds to wait before try number `retries` + 2 of a notice."""
+    if outcome.kind == esp.SLOW_DOWN and outcome.retry_after:
+        return outcome.retry_after
+    return min(RETRY_MAX_SECONDS, settings.RALLY_NOTICE_RETRY_SECONDS * 2**retries)
+
+
+@shared_task(bind=True, name="mailings.notices.send_signup_confirmation")
+def send_signup_confirmation(self, token):
+    _deliver(self, notices.notice_signup_confirmation, token=token)
+
+
+@shared_task(bind=True, name="mailings.notices.send_preferences_link")
+def send_preferences_link(self, token):
+    _deliver(self, notices.notice_preferences_link, token=token)
+
+
+@shared_task(bind=True, name="mailings.notices.send_data_download")
+def send_data_download(self, supporter_id):
+    _deliver(self, notices.notice_data_download, supporter_id=supporter_id)

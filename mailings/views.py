@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from crm.services import ConsentRefused, supporter_export_data
-from mailings import notices, ratelimit, selfservice, tokens
+from mailings import ratelimit, selfservice, tasks, tokens
 from mailings.forms import LinkRequestForm, PreferencesForm, SignupForm
 from mailings.models import Mailing
 
@@ -118,7 +118,7 @@ def signup(request):
                     interests=data["interests"],
                     ip_address=ratelimit.client_ip(request),
                 )
-                notices.send_signup_confirmation.delay(tokens.make_signup_token(pending))
+                tasks.send_signup_confirmation.delay(tokens.make_signup_token(pending))
             return _page(
                 request,
                 "signup_sent.html",
@@ -179,7 +179,7 @@ def link_request(request):
                 and ratelimit.allow_address(email, "link")
                 and ratelimit.allow_notice("link")
             ):
-                notices.send_preferences_link.delay(tokens.make_link_request_token(email))
+                tasks.send_preferences_link.delay(tokens.make_link_request_token(email))
             return _page(request, "link_request_sent.html", {"email": email})
     return _page(request, "link_request.html", {"form": form})
 
@@ -257,7 +257,7 @@ def preferences_data(request, token):
     if supporter is None:
         return _link_invalid(request)
     if ratelimit.allow_address(supporter.email, "data") and ratelimit.allow_notice("data"):
-        notices.send_data_download.delay(supporter.pk)
+        tasks.send_data_download.delay(supporter.pk)
     return _page(
         request,
         "preferences.html",

@@ -20,6 +20,8 @@ HEARTBEAT_SECONDS = 30
 QUEUES = ("celery", "sending", "imports", "webhooks")
 
 
+# The project is no Django app, so autodiscover_tasks() does not look here:
+# CELERY_IMPORTS names this module.
 @shared_task(name="project.health.heartbeat", ignore_result=True)
 def heartbeat():
     cache.set(HEARTBEAT_KEY, time.time(), timeout=None)

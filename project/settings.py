@@ -268,8 +268,10 @@ CELERY_TASK_ROUTES = {
     "crm.tasks.import_confirm": {"queue": "imports"},
     "mailings.tasks.apply_tracking_events": {"queue": "webhooks"},
 }
-# Task modules other than the apps' tasks.py (transactional notices to supporters).
-CELERY_IMPORTS = ["mailings.notices", "project.health"]
+# The apps' tasks live in their tasks.py, found by autodiscover_tasks(). The
+# project is no app, so its one task, the heartbeat beside the /healthz check
+# that reads it, is imported by name.
+CELERY_IMPORTS = ["project.health"]
 CELERY_TIMEZONE = TIME_ZONE
 
 # Email. ESP settings come from the environment: EMAIL_BACKEND names an Anymail

@@ -8,7 +8,7 @@ from itertools import pairwise
 
 import pytest
 
-from mailings import notices
+from mailings import tasks
 from tests.factories import SupporterFactory
 from tests.integration.harness import Worker, wait_until
 
@@ -21,7 +21,7 @@ def test_data_link_waits_out_a_failing_esp_and_arrives_once(tmp_path, sink, brok
     worker = Worker(tmp_path, sink, batch=False, queues="celery", RALLY_NOTICE_RETRY_SECONDS="0.5")
     worker.start()
     try:
-        notices.send_data_download.delay(reader.pk)
+        tasks.send_data_download.delay(reader.pk)
         wait_until(lambda: sink.messages(), 60, worker)
         time.sleep(1.5)  # time for a wrong extra copy to arrive
     finally:

@@ -95,10 +95,10 @@ def test_form_needs_the_csrf_token(supporter, mailoutbox):
 
 
 def test_the_queue_never_holds_the_address(client, supporter, monkeypatch):
-    from mailings import notices
+    from mailings import tasks
 
     queued = []
-    monkeypatch.setattr(notices.send_preferences_link, "delay", lambda *a: queued.append(a))
+    monkeypatch.setattr(tasks.send_preferences_link, "delay", lambda *a: queued.append(a))
     ask(client, "alice@example.org")
     assert len(queued) == 1
     assert "alice" not in repr(queued)

@@ -38,11 +38,11 @@ def test_email_me_my_link_through_the_esp(postmark_esp, supporter):
 
 def test_a_notice_the_esp_refuses_for_good_is_not_tried_again(postmark_esp, supporter):
     """(One the ESP cannot take now is tried again later: tests/integration/.)"""
-    from mailings import notices
+    from mailings import tasks
 
     postmark_esp.set_faults(invalid=["alice@example.org"])
 
-    result = notices.send_data_download.apply(args=[supporter.pk])
+    result = tasks.send_data_download.apply(args=[supporter.pk])
 
     assert result.state == "SUCCESS"
     assert postmark_esp.call_count == 1
@@ -50,13 +50,13 @@ def test_a_notice_the_esp_refuses_for_good_is_not_tried_again(postmark_esp, supp
 
 
 def test_notices_back_off_to_ten_minutes_and_keep_trying_for_about_a_day():
-    from mailings import esp, notices
+    from mailings import esp, tasks
 
     down = esp.Outcome(esp.TRANSIENT, "ESP unavailable (503).")
-    waits = [notices.retry_delay(n, down) for n in range(notices.MAX_RETRIES)]
+    waits = [tasks.retry_delay(n, down) for n in range(tasks.MAX_RETRIES)]
 
     assert waits[:4] == [10, 20, 40, 80]
     assert max(waits) == waits[-1] == 600
     assert 20 * 3600 < sum(waits) < 30 * 3600
     slow_down = esp.Outcome(esp.SLOW_DOWN, "The ESP asked us to slow down (429).", 45)
-    assert notices.retry_delay(3, slow_down) == 45
+    assert tasks.retry_delay(3, slow_down) == 45
