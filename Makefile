@@ -31,3 +31,4 @@ test: $(VENV)/.installed
 lint: $(VENV)/.installed
 	ruff check .
 	ruff format --check .
+	lint-imports
