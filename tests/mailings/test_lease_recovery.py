@@ -8,6 +8,7 @@ from django.utils import timezone
 
 from mailings import sending, services, throttle
 from mailings.models import Delivery, Mailing
+from mailings.sending import esp_calls
 from tests.factories import SupporterFactory
 
 pytestmark = pytest.mark.django_db
@@ -49,7 +50,7 @@ def statuses(mailing):
 
 
 def test_worker_killed_before_calling_the_esp(monkeypatch, postmark_esp, mailing, readers):
-    monkeypatch.setattr(sending, "_dispatch", die)
+    monkeypatch.setattr(esp_calls, "_dispatch", die)
     with pytest.raises(WorkerKilled):
         sending.mailing_send_batches(mailing_id=mailing.pk)
     monkeypatch.undo()
@@ -65,7 +66,7 @@ def test_worker_killed_before_calling_the_esp(monkeypatch, postmark_esp, mailing
 
 def test_worker_killed_after_the_esp_accepted(monkeypatch, postmark_esp, mailing, readers):
     """The ESP has the messages but we never recorded it: ask the ESP, do not resend."""
-    monkeypatch.setattr(sending, "_record_sent", die)
+    monkeypatch.setattr(esp_calls, "_record_sent", die)
     with pytest.raises(WorkerKilled):
         sending.mailing_send_batches(mailing_id=mailing.pk)
     monkeypatch.undo()
@@ -85,7 +86,7 @@ def test_worker_killed_after_the_esp_accepted(monkeypatch, postmark_esp, mailing
 def test_worker_killed_with_the_call_lost_before_the_esp(
     monkeypatch, postmark_esp, mailing, readers
 ):
-    monkeypatch.setattr(sending, "_send_one", die)
+    monkeypatch.setattr(esp_calls, "_send_one", die)
     with pytest.raises(WorkerKilled):
         sending.mailing_send_batches(mailing_id=mailing.pk)
     monkeypatch.undo()
@@ -98,7 +99,7 @@ def test_worker_killed_with_the_call_lost_before_the_esp(
 
 
 def test_batch_killed_after_the_esp_accepted(monkeypatch, mailgun_esp, mailing, readers):
-    monkeypatch.setattr(sending, "_record_statuses", die)
+    monkeypatch.setattr(esp_calls, "_record_statuses", die)
     with pytest.raises(WorkerKilled):
         sending.mailing_send_batches(mailing_id=mailing.pk)
     monkeypatch.undo()
@@ -113,7 +114,7 @@ def test_batch_killed_after_the_esp_accepted(monkeypatch, mailgun_esp, mailing, 
 def test_unknown_fate_is_never_resent_by_itself(monkeypatch, settings, mailing, readers):
     """Through an ESP that cannot be asked, a dispatched delivery is marked unknown."""
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    monkeypatch.setattr(sending, "_record_sent", die)
+    monkeypatch.setattr(esp_calls, "_record_sent", die)
     with pytest.raises(WorkerKilled):
         sending.mailing_send_batches(mailing_id=mailing.pk)
     monkeypatch.undo()

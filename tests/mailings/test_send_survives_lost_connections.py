@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from mailings import sending, services, throttle
 from mailings.models import Delivery, Mailing
+from mailings.sending import esp_calls
 from tests.factories import SupporterFactory
 
 
@@ -69,14 +70,14 @@ def test_connection_dropped_during_the_esp_call_is_reopened_to_record_it(
     """What the ESP accepted is recorded after reconnecting: not left to the sweeper."""
     postmark_esp.fail_lookups(503)  # the sweeper could only say "fate unknown"
     settings.RALLY_SEND_CONCURRENCY = 2
-    real_dispatch = sending._dispatch
+    real_dispatch = esp_calls._dispatch
 
     def dispatch_then_lose_the_database(rows):
         held = real_dispatch(rows)
         terminate_my_connection()  # found out when the call's outcome is recorded
         return held
 
-    monkeypatch.setattr(sending, "_dispatch", dispatch_then_lose_the_database)
+    monkeypatch.setattr(esp_calls, "_dispatch", dispatch_then_lose_the_database)
 
     assert sending.mailing_send_batches(mailing_id=mailing.pk) == "idle"
 
@@ -119,7 +120,7 @@ def test_dispatching_renews_the_lease_for_the_call(monkeypatch, postmark_esp, ma
     """A claim near the end of its lease still gets a full lease for the ESP call."""
     ids = sending.deliveries_claim(mailing_id=mailing.pk, limit=10, worker=sending.worker_name())
     leases = []
-    real_dispatch = sending._dispatch
+    real_dispatch = esp_calls._dispatch
 
     def dispatch_and_look(rows):
         held = real_dispatch(rows)
@@ -130,7 +131,7 @@ def test_dispatching_renews_the_lease_for_the_call(monkeypatch, postmark_esp, ma
         )
         return held
 
-    monkeypatch.setattr(sending, "_dispatch", dispatch_and_look)
+    monkeypatch.setattr(esp_calls, "_dispatch", dispatch_and_look)
     later = timezone.now() + datetime.timedelta(seconds=240)
     with time_machine.travel(later, tick=False):
         sending.deliveries_send(mailing=mailing, ids=ids)
