@@ -23,3 +23,18 @@ class SegmentRuleError(RallyError, ValidationError):
 
 class SegmentInUse(RallyError, ValidationError):
     """A segment cannot be deleted while mailings that have not finished use it."""
+
+
+class ImportRejected(RallyError, ValidationError):
+    """The whole file cannot be imported (no email column, wrong encoding...).
+
+    Nothing was stored; the message says what to fix.
+    """
+
+
+class ImportRefused(RallyError, ValidationError):
+    """A batch cannot be confirmed or reverted in its current state."""
+
+
+class ImportFailed(RallyError, ValidationError):
+    """Applying a batch failed; the database is as it was before."""

@@ -14,7 +14,6 @@ The admin's import screen (through crm.resources.SupporterResource), the
 
 One module per step, each importing only the ones above it:
 
-    errors.py    ImportRejected, ImportRefused, ImportFailed
     files.py     size limit, format and encoding detection; CSV, TSV, XLSX, JSON -> Table
     columns.py   heading row -> supporter fields (COLUMN_ALIASES, match_columns)
     rows.py      data rows -> Row: cells checked, duplicates merged; the outcomes
@@ -27,17 +26,20 @@ One module per step, each importing only the ones above it:
     revert.py    import_revert()
 
 Reading, matching and planning change nothing. Writes happen in preview.py
-(the batch and its stored plan), confirm.py (batch status and audit event;
-supporters, history, subscriptions and consent records through writers.py),
-and revert.py.
+(the batch and its stored plan; expiry), confirm.py (the batch's status and
+audit event; supporters, history, subscriptions and consent records through
+writers.py) and revert.py.
 
 Work is set-based: existing supporters, subscriptions and suppressions are
 looked up in chunks of addresses, and rows are written in bulk (on
 PostgreSQL, binary COPY and INSERT ... SELECT), so a 100,000-row file takes
 seconds, not minutes.
 Messages kept on a batch and written to logs never contain email addresses.
+The errors (ImportRejected, ImportRefused, ImportFailed) live in crm/exceptions.py
+and are importable from here too.
 """
 
+from crm.exceptions import ImportFailed, ImportRefused, ImportRejected
 from crm.imports.columns import COLUMN_ALIASES, FIELD_LABELS, match_columns
 from crm.imports.confirm import (
     MAX_INTERRUPTIONS,
@@ -47,7 +49,6 @@ from crm.imports.confirm import (
     import_recover,
     progress_key,
 )
-from crm.imports.errors import ImportFailed, ImportRefused, ImportRejected
 from crm.imports.files import (
     ENCODINGS,
     FORMATS,

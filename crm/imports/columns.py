@@ -4,7 +4,7 @@ Matching a file's heading row to the supporter fields an import fills.
 
 import re
 
-from crm.imports.errors import ImportRejected
+from crm.exceptions import ImportRejected
 from crm.imports.files import _is_filled
 
 # Heading (lower-cased, letters and digits only) -> the field it fills.

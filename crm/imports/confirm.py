@@ -13,8 +13,8 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from crm.exceptions import ImportFailed, ImportRefused
 from crm.imports.bulk import _bulk_work, _chunks
-from crm.imports.errors import ImportFailed, ImportRefused
 from crm.imports.plan import ImportOptions, _preview_digest
 from crm.imports.state import _look_up, _sql_fingerprint
 from crm.imports.writers import _writer

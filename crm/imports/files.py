@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from crm.imports.errors import ImportRejected
+from crm.exceptions import ImportRejected
 
 FORMATS = {
     "csv": "CSV",

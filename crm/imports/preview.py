@@ -12,8 +12,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from crm.exceptions import ImportRefused
 from crm.imports.bulk import _bulk_work
-from crm.imports.errors import ImportRefused
 from crm.imports.files import Table, read_table
 from crm.imports.plan import ImportOptions, ImportPlan, _preview_digest, import_plan
 from crm.models import ImportBatch, PartnerOrganisation

@@ -6,8 +6,8 @@ from django.db import connection, transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from crm.exceptions import ImportRefused
 from crm.imports.bulk import _chunks
-from crm.imports.errors import ImportRefused
 from crm.imports.writers import CONSENT_COLUMNS, _writer
 from crm.models import AuditEvent, ConsentRecord, ImportBatch, Subscription, Supporter
 
