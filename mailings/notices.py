@@ -56,15 +56,15 @@ def notice_signup_confirmation(*, token: str) -> bool:
     if signup is None:
         logger.info("Sign-up confirmation not sent: the token expired in the queue")
         return False
-    if selfservice.address_refused(signup["e"]):
+    if selfservice.address_refused(signup.email):
         logger.info("Sign-up confirmation not sent: the address may not be emailed")
         return False
-    interests = CampaignInterest.objects.filter(pk__in=signup.get("i") or [], is_public=True)
+    interests = CampaignInterest.objects.filter(pk__in=signup.interest_ids, is_public=True)
     _send(
         "signup_confirm",
-        signup["e"],
+        signup.email,
         {
-            "first_name": signup.get("f", ""),
+            "first_name": signup.first_name,
             "interests": list(interests),
             "confirm_url": tokens.signup_confirm_url(token),
             "max_age_days": settings.RALLY_SIGNUP_CONFIRM_MAX_AGE // 86400,

@@ -24,6 +24,7 @@ from crm.models import (
     Suppression,
     email_hash,
 )
+from mailings.tokens import PendingSignup
 
 SIGNUP_LABEL = "sign-up form, confirmed by email"
 PREFERENCES_LABEL = "preference centre"
@@ -95,23 +96,25 @@ def supporter_update_details(*, supporter: Supporter, reason: str, **details) ->
 # Sign-up ---------------------------------------------------------------------
 
 
-def signup_pending(*, email, first_name, last_name, postcode, interests, ip_address) -> dict:
+def signup_pending(
+    *, email, first_name, last_name, postcode, interests, ip_address
+) -> PendingSignup:
     """Return the pending sign-up to seal into a confirmation token.
 
     The wording and its version are those shown on the form now, so the
     consent recorded at confirmation is exactly what the person read.
     """
     text, version = wording("signup")
-    return {
-        "e": email.strip(),
-        "f": first_name,
-        "l": last_name,
-        "p": postcode,
-        "i": [interest.pk for interest in interests],
-        "w": text,
-        "wv": version,
-        "ip": ip_address if settings.RALLY_RECORD_IP else None,
-    }
+    return PendingSignup(
+        email=email.strip(),
+        first_name=first_name,
+        last_name=last_name,
+        postcode=postcode,
+        interest_ids=tuple(interest.pk for interest in interests),
+        wording=text,
+        wording_version=version,
+        ip_address=ip_address if settings.RALLY_RECORD_IP else None,
+    )
 
 
 @dataclass
@@ -122,7 +125,7 @@ class SignupResult:
     already: list = field(default_factory=list)
 
 
-def signup_confirm(*, signup: dict) -> SignupResult:
+def signup_confirm(*, signup: PendingSignup) -> SignupResult:
     """Subscribe the person a confirmed sign-up describes; safe to repeat.
 
     Find or create the supporter by address (never a duplicate, even when
@@ -130,14 +133,14 @@ def signup_confirm(*, signup: dict) -> SignupResult:
     consent to each chosen public interest with method "sign-up form" and the
     wording shown. Raise SignupRefused for an address we must not email.
     """
-    email = signup["e"]
+    email = signup.email
     if address_refused(email):
         raise SignupRefused("This address cannot be subscribed.")
-    interests = list(public_interests().filter(pk__in=signup.get("i") or []))
+    interests = list(public_interests().filter(pk__in=signup.interest_ids))
     details = {
-        "first_name": signup.get("f", ""),
-        "last_name": signup.get("l", ""),
-        "postcode": signup.get("p", ""),
+        "first_name": signup.first_name,
+        "last_name": signup.last_name,
+        "postcode": signup.postcode,
     }
     with transaction.atomic():
         supporter = crm_services.supporter_get(email)
@@ -168,10 +171,10 @@ def signup_confirm(*, signup: dict) -> SignupResult:
                     supporter=supporter,
                     interest=interest,
                     method=ConsentRecord.Method.SIGNUP_FORM,
-                    wording=signup.get("w", ""),
-                    wording_version=signup.get("wv", ""),
+                    wording=signup.wording,
+                    wording_version=signup.wording_version,
                     actor_label=SIGNUP_LABEL,
-                    ip_address=signup.get("ip"),
+                    ip_address=signup.ip_address,
                 )
                 (result.added if granted else result.already).append(interest)
         except crm_services.ConsentRefused:

@@ -26,6 +26,7 @@ import json
 import re
 import time
 import zlib
+from dataclasses import dataclass
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
@@ -205,14 +206,59 @@ def _open(salt, token, max_age):
     return payload if isinstance(payload, dict) else None
 
 
-def make_signup_token(signup: dict) -> str:
-    """Seal a pending sign-up (the dict mailings.selfservice.signup_pending returns)."""
-    return _seal(SIGNUP_SALT, signup)
+@dataclass(frozen=True)
+class PendingSignup:
+    """A sign-up waiting for its confirmation; it lives only in its token.
+
+    Built by mailings.selfservice.signup_pending with the consent wording (and
+    its version) shown on the form, so the consent recorded at confirmation
+    is exactly what the person read.
+    """
+
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    postcode: str = ""
+    interest_ids: tuple[int, ...] = ()
+    wording: str = ""
+    wording_version: str = ""
+    ip_address: str | None = None
 
 
-def read_signup_token(token) -> dict | None:
+# The token carries one-letter keys, which keep confirmation links short.
+# Links already emailed carry them too: renaming a key would break those links.
+
+
+def make_signup_token(signup: PendingSignup) -> str:
+    """Seal a pending sign-up into a confirmation token."""
+    payload = {
+        "e": signup.email,
+        "f": signup.first_name,
+        "l": signup.last_name,
+        "p": signup.postcode,
+        "i": list(signup.interest_ids),
+        "w": signup.wording,
+        "wv": signup.wording_version,
+        "ip": signup.ip_address,
+    }
+    return _seal(SIGNUP_SALT, payload)
+
+
+def read_signup_token(token) -> PendingSignup | None:
     """Return the pending sign-up, or None if the token is bad or has expired."""
-    return _open(SIGNUP_SALT, token, settings.RALLY_SIGNUP_CONFIRM_MAX_AGE)
+    payload = _open(SIGNUP_SALT, token, settings.RALLY_SIGNUP_CONFIRM_MAX_AGE)
+    if payload is None or not isinstance(payload.get("e"), str):
+        return None
+    return PendingSignup(
+        email=payload["e"],
+        first_name=payload.get("f", ""),
+        last_name=payload.get("l", ""),
+        postcode=payload.get("p", ""),
+        interest_ids=tuple(payload.get("i") or ()),
+        wording=payload.get("w", ""),
+        wording_version=payload.get("wv", ""),
+        ip_address=payload.get("ip"),
+    )
 
 
 def signup_confirm_url(token):

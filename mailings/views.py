@@ -137,12 +137,12 @@ def signup_confirm(request, token):
     signup = tokens.read_signup_token(token)
     if signup is None:
         return _link_invalid(request, kind="signup")
-    interests = list(selfservice.public_interests().filter(pk__in=signup.get("i") or []))
+    interests = list(selfservice.public_interests().filter(pk__in=signup.interest_ids))
     if request.method != "POST":
         return _page(
             request,
             "signup_confirm.html",
-            {"email": signup["e"], "interests": interests, "wording": signup.get("w", "")},
+            {"email": signup.email, "interests": interests, "wording": signup.wording},
         )
     try:
         result = selfservice.signup_confirm(signup=signup)

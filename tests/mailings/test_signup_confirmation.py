@@ -1,13 +1,19 @@
 """Double opt-in: only clicking the emailed link subscribes; nothing is stored before."""
 
+import base64
 import datetime as dt
+import json
 import re
 import threading
+import time
+import zlib
 
 import pytest
 import time_machine
+from cryptography.fernet import Fernet
 from django.db import connection
 from django.test import Client
+from django.utils.crypto import salted_hmac
 
 from crm.models import AuditEvent, ConsentRecord, Subscription, Supporter
 from crm.services import supporter_get
@@ -97,6 +103,46 @@ def test_clicking_subscribes_with_signup_consent(
         assert record.ip_address is None
         assert record.created_at is not None
     assert Supporter.objects.mailable().interested_in(interest).filter(pk=supporter.pk).exists()
+
+
+def test_link_emailed_before_the_sign_up_became_a_dataclass_still_confirms(
+    client, interest, other_interest, settings
+):
+    """A confirmation link already in an inbox keeps working: the token format stays."""
+    # The pending sign-up exactly as mailings.selfservice.signup_pending built it,
+    # sealed exactly as mailings.tokens.make_signup_token did (JSON, zlib, Fernet
+    # keyed from SECRET_KEY with the "rally.signup" salt).
+    old_pending = {
+        "e": "Nia.Okafor@Example.org",
+        "f": "Nia",
+        "l": "Okafor",
+        "p": "E8 1DY",
+        "i": [interest.pk, other_interest.pk],
+        "w": "Words shown on the form.",
+        "wv": "2024-01",
+        "ip": "203.0.113.7",
+    }
+    key = salted_hmac("rally.signup", "fernet", secret=settings.SECRET_KEY, algorithm="sha256")
+    fernet = Fernet(base64.urlsafe_b64encode(key.digest()))
+    data = zlib.compress(json.dumps(old_pending, separators=(",", ":")).encode())
+    token = fernet.encrypt_at_time(data, int(time.time())).decode()
+
+    asked = client.get(f"/join/confirm/{token}/")
+    response = client.post(f"/join/confirm/{token}/")
+
+    assert "Nia.Okafor@Example.org" in asked.content.decode()
+    assert "you're signed up" in response.content.decode()
+    supporter = supporter_get("nia.okafor@example.org")
+    assert (supporter.first_name, supporter.last_name, supporter.postcode) == (
+        "Nia",
+        "Okafor",
+        "E8 1DY",
+    )
+    records = ConsentRecord.objects.filter(supporter=supporter)
+    assert {record.interest.slug for record in records} == {"r2p", "events"}
+    assert {(r.wording, r.wording_version, r.ip_address) for r in records} == {
+        ("Words shown on the form.", "2024-01", "203.0.113.7")
+    }
 
 
 def test_ip_address_is_kept_when_configured(client, interest, mailoutbox, settings):

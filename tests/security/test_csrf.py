@@ -118,7 +118,11 @@ def supporter_pages(supporter, newsletter):
         "confirm sign-up": (
             "/join/confirm/"
             + tokens.make_signup_token(
-                {"e": "new@example.org", "f": "New", "i": [newsletter.interests.first().pk]}
+                tokens.PendingSignup(
+                    email="new@example.org",
+                    first_name="New",
+                    interest_ids=(newsletter.interests.first().pk,),
+                )
             )
             + "/",
             {},
