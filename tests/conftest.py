@@ -107,9 +107,7 @@ def _fast_and_local(settings):
     # Staff tests log in with force_login; the two-factor tests turn it on themselves.
     settings.RALLY_STAFF_2FA = "off"
     # Tests post the literal webhooks of many ESPs; production answers only its own.
-    settings.RALLY_WEBHOOK_ESPS = [
-        pattern.callback.esp_slug for pattern in webhooks.urlpatterns
-    ]
+    settings.RALLY_WEBHOOK_ESPS = [pattern.callback.esp_slug for pattern in webhooks.urlpatterns]
     settings.STORAGES = {
         **settings.STORAGES,
         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
