@@ -1,0 +1,32 @@
+"""
+The CRM: supporters, campaign interests, partner organisations, segments,
+consent, the suppression list and the audit trail.
+
+Reads and writes
+
+    models.py       the tables, their constraints and QuerySets (every read starts here)
+    services/       every write: supporters.py, consent.py (Subscription, ConsentRecord,
+                    Suppression, with their AuditEvent in the same transaction),
+                    gdpr.py (data export, erasure), segments.py, audit.py
+    imports/        partner list imports: files -> columns -> rows -> plan -> preview
+                    -> confirm (writers.py does the bulk inserts) -> revert
+    exports.py      lists out of Rally (CSV, XLSX) and the partner sync file
+    segments.py     rule-based segments: validation and translation to one filter
+    rawsql.py       the fixed SQL behind every supporter link
+    estimates.py    row counts from PostgreSQL's statistics for long lists
+
+Interfaces
+
+    admin.py, sync_admin.py   the staff admin (supporters, segments; import and export screens)
+    resources.py              django-import-export declarations, handing work to imports/exports
+    tasks.py                  Celery entry points (imports, their recovery and expiry)
+    management/commands/      import_supporters, export_partner_sync, ensure_admin
+
+Around it
+
+    exceptions.py   RallyError, the root of every error Rally raises on purpose
+    extensions.py   what other apps add (data export, erasure, segment rules and uses),
+                    registered from their AppConfig.ready(): crm imports no other app
+    roles.py        staff roles as Django groups
+    demo.py         demo supporters, interests and partners
+"""
