@@ -15,3 +15,7 @@ class MergeFieldError(RallyError, ValidationError):
 
 class UnreadablePayload(RallyError):
     """A tracking webhook's body is not what the ESP sends (answered 400)."""
+
+
+class SignupRefused(RallyError):
+    """The address cannot be subscribed (suppressed, bounced, complained or erased)."""

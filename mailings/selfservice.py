@@ -24,15 +24,12 @@ from crm.models import (
     Suppression,
     email_hash,
 )
+from mailings.exceptions import SignupRefused
 from mailings.tokens import PendingSignup
 
 SIGNUP_LABEL = "sign-up form, confirmed by email"
 PREFERENCES_LABEL = "preference centre"
 ONE_CLICK_LABEL = "one-click unsubscribe"
-
-
-class SignupRefused(crm_services.RallyError):
-    """The address cannot be subscribed (suppressed, bounced, complained or erased)."""
 
 
 def wording(kind: str) -> tuple[str, str]:

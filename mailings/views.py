@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods
 
 from crm.services import ConsentRefused, supporter_export_data
 from mailings import ratelimit, selfservice, tasks, tokens
+from mailings.exceptions import SignupRefused
 from mailings.forms import LinkRequestForm, PreferencesForm, SignupForm
 from mailings.models import Mailing
 
@@ -146,7 +147,7 @@ def signup_confirm(request, token):
         )
     try:
         result = selfservice.signup_confirm(signup=signup)
-    except selfservice.SignupRefused:
+    except SignupRefused:
         return _page(request, "signup_refused.html", status=409)
     return _page(
         request,

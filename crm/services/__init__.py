@@ -14,7 +14,7 @@ change writes its consent record and audit event in the same transaction.
 Import from here (`from crm import services`; `from crm.services import x`).
 """
 
-from crm.exceptions import ConsentRefused, RallyError, SegmentInUse
+from crm.exceptions import ConsentRefused, SegmentInUse
 from crm.services.audit import audit_event_add
 from crm.services.consent import (
     BULK_BATCH_SIZE,
@@ -44,7 +44,6 @@ __all__ = [
     "UNMAILABLE_STATUSES",
     "BulkSubscription",
     "ConsentRefused",
-    "RallyError",
     "SegmentInUse",
     "audit_event_add",
     "consent_grant",
