@@ -64,10 +64,10 @@ class TestSendForm(forms.Form):
         label="Also send to",
         required=False,
         help_text=(
-            f"Up to {MAX_EXTRA} more addresses, one per line, e.g. your Gmail and Outlook "
-            "accounts to see how the email looks there. A test may carry a supporter's details, "
-            "so it goes only to staff accounts' addresses and to those the site allows "
-            "(RALLY_TEST_SEND_ALLOWED)."
+            f"Up to {MAX_EXTRA} more addresses, one per line. A test may carry a supporter's "
+            "details, so it goes only to staff accounts' addresses and to those the site "
+            "allows in RALLY_TEST_SEND_ALLOWED (add your Gmail and Outlook test accounts there "
+            "to see how the email looks in them)."
         ),
         widget=forms.Textarea(attrs={"rows": 2, "cols": 40}),
     )
