@@ -2,26 +2,29 @@
 Reverting a completed batch: undo what it created that nothing has touched since.
 """
 
-from django.db import connection, transaction
+from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
 from crm.exceptions import ImportRefused
 from crm.imports.bulk import _chunks
-from crm.imports.writers import CONSENT_COLUMNS, _writer
 from crm.models import AuditEvent, ConsentRecord, ImportBatch, Subscription, Supporter
+from crm.services.audit import audit_event_add
+from crm.services.consent import consents_withdraw_bulk, supporters_delete_unused_import
 
 
 def import_revert(*, batch: ImportBatch, actor=None) -> dict:
     """Undo what `batch` created that nothing has touched since; return what was undone.
 
     Supporters the batch created and nobody has touched since are deleted
-    with their consent records (those were the batch's own grants): we should
-    not keep people a partner shared by mistake. For everyone else, each
-    subscription the batch created is removed if it is still as the batch
-    left it, and a "withdrawn" consent record naming the batch is appended,
-    so the consent history shows both the grant and its reversal. Field
-    values the batch filled in on existing supporters are kept.
+    with their consent records (those were the batch's own grants, which
+    nothing relied on): we should not keep people a partner shared by
+    mistake (crm.services.supporters_delete_unused_import says why). For
+    everyone else, each subscription the batch created is withdrawn if it is
+    still as the batch left it (crm.services.consents_withdraw_bulk): a
+    "withdrawn" consent record naming the batch is appended, so the consent
+    history shows both the grant and its reversal. Field values the batch
+    filled in on existing supporters are kept.
     """
     with transaction.atomic():
         batch = ImportBatch.objects.select_for_update().get(pk=batch.pk)
@@ -77,37 +80,17 @@ def import_revert(*, batch: ImportBatch, actor=None) -> dict:
                     withdraw.append((pk, supporter_id, interest_id))
 
         now = timezone.now()
-        writer = _writer()
-        for chunk in _chunks(withdraw):
-            Subscription.objects.filter(pk__in=[pk for pk, _, _ in chunk]).delete()
-            writer.insert(
-                ConsentRecord,
-                CONSENT_COLUMNS,
-                [
-                    (
-                        supporter_id,
-                        interest_id,
-                        ConsentRecord.Action.WITHDRAWN,
-                        ConsentRecord.Method.PARTNER_IMPORT,
-                        batch.partner.lawful_basis,
-                        "",
-                        "",
-                        batch.partner_id,
-                        batch.pk,
-                        actor.pk if actor else None,
-                        f"import {batch.pk} reverted",
-                        now,
-                    )
-                    for _, supporter_id, interest_id in chunk
-                ],
-            )
-        history = Supporter.history.model
-        for chunk in _chunks(sorted(deleting)):
-            # Raw deletes: the ORM's cascade would load and signal each row.
-            ConsentRecord.objects.filter(supporter_id__in=chunk)._erase()
-            Subscription.objects.filter(supporter_id__in=chunk)._raw_delete(connection.alias)
-            history.objects.filter(id__in=chunk)._raw_delete(connection.alias)
-            Supporter.objects.filter(pk__in=chunk)._raw_delete(connection.alias)
+        consents_withdraw_bulk(
+            withdrawals=withdraw,
+            method=ConsentRecord.Method.PARTNER_IMPORT,
+            lawful_basis=batch.partner.lawful_basis,
+            partner=batch.partner,
+            import_batch=batch,
+            actor=actor,
+            actor_label=f"import {batch.pk} reverted",
+            now=now,
+        )
+        supporters_delete_unused_import(supporter_ids=deleting)
 
         undone = {
             "deleted_supporters": len(deleting),
@@ -122,11 +105,11 @@ def import_revert(*, batch: ImportBatch, actor=None) -> dict:
         batch.reverted_by = actor
         batch.counts = {**batch.counts, "reverted": undone}
         batch.save(update_fields=["status", "reverted_at", "reverted_by", "counts"])
-        AuditEvent.objects.create(
-            kind=AuditEvent.Kind.IMPORT_REVERTED,
+        audit_event_add(
+            AuditEvent.Kind.IMPORT_REVERTED,
             actor=actor,
             source=f"import batch {batch.pk}",
-            detail={"batch": batch.pk, "partner": batch.partner.slug, **undone},
+            **{"batch": batch.pk, "partner": batch.partner.slug, **undone},
         )
     return undone
 

@@ -6,7 +6,8 @@ change writes its consent record and audit event in the same transaction.
     supporters.py  supporter_create, supporter_get, supporter_revoke_links
     consent.py     consent_grant, supporter_unsubscribe(_from_mailing), suppression_add,
                    supporter_mark_undeliverable; the staff bulk actions
-                   supporters_subscribe, supporters_unsubscribe
+                   supporters_subscribe, supporters_unsubscribe; an import's revert:
+                   consents_withdraw_bulk, supporters_delete_unused_import
     gdpr.py        supporter_export_data, supporter_erase
     segments.py    segment_save, segments_delete, segment_add_members, segment_remove_members
     audit.py       audit_event_add, the audit trail's writer for all of the above
@@ -22,9 +23,11 @@ from crm.services.consent import (
     UNMAILABLE_STATUSES,
     BulkSubscription,
     consent_grant,
+    consents_withdraw_bulk,
     supporter_mark_undeliverable,
     supporter_unsubscribe,
     supporter_unsubscribe_from_mailing,
+    supporters_delete_unused_import,
     supporters_subscribe,
     supporters_unsubscribe,
     suppression_add,
@@ -47,6 +50,7 @@ __all__ = [
     "SegmentInUse",
     "audit_event_add",
     "consent_grant",
+    "consents_withdraw_bulk",
     "segment_add_members",
     "segment_remove_members",
     "segment_save",
@@ -59,6 +63,7 @@ __all__ = [
     "supporter_revoke_links",
     "supporter_unsubscribe",
     "supporter_unsubscribe_from_mailing",
+    "supporters_delete_unused_import",
     "supporters_subscribe",
     "supporters_unsubscribe",
     "suppression_add",

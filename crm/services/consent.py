@@ -524,3 +524,76 @@ def supporters_unsubscribe(*, supporters, interest: CampaignInterest, actor, met
             now=now,
         )
     return len(left)
+
+
+def consents_withdraw_bulk(
+    *,
+    withdrawals,
+    method: str,
+    lawful_basis: str,
+    partner=None,
+    import_batch=None,
+    actor=None,
+    actor_label: str = "",
+    now=None,
+) -> int:
+    """Take back consents given in bulk (an import's revert); return how many.
+
+    `withdrawals` is a list of (subscription id, supporter id, interest id):
+    subscriptions a bulk grant created and nothing has changed since. Each
+    subscription row goes, which puts the supporter back as they were before
+    the grant, and a "withdrawn" consent record naming `method`,
+    `import_batch` and `actor_label` is appended, so the history keeps both
+    the grant and its reversal. The row is removed rather than marked
+    unsubscribed because the supporter never said no: an unsubscribed topic
+    is their refusal, which imports and staff must then respect for good.
+    The caller locks the supporters and records one audit event for the
+    whole action (as imports do for their grants), so none is written per row.
+    """
+    now = now or timezone.now()
+    withdrawals = list(withdrawals)
+    for start in range(0, len(withdrawals), BULK_BATCH_SIZE):
+        chunk = withdrawals[start : start + BULK_BATCH_SIZE]
+        Subscription.objects.filter(pk__in=[pk for pk, _, _ in chunk]).delete()
+        ConsentRecord.objects.bulk_create(
+            ConsentRecord(
+                supporter_id=supporter_id,
+                interest_id=interest_id,
+                action=ConsentRecord.Action.WITHDRAWN,
+                method=method,
+                lawful_basis=lawful_basis,
+                partner=partner,
+                import_batch=import_batch,
+                actor=actor,
+                actor_label=actor_label,
+                created_at=now,
+            )
+            for _, supporter_id, interest_id in chunk
+        )
+    return len(withdrawals)
+
+
+def supporters_delete_unused_import(*, supporter_ids) -> int:
+    """Delete supporters an import created that nothing has used since; return how many.
+
+    This is the one place besides supporter_erase() that removes consent
+    records, and only these: the caller (import_revert) passes supporters
+    the batch itself created whose only consent records are the batch's own
+    grants, with no edit, tag, segment, other consent, audit event, delivery
+    or anything else pointing at them since. No email was sent on those
+    grants and nothing else relied on them, so their history proves nothing
+    that must remain; keeping it would keep the person, whose address a
+    partner may have shared by mistake. Anyone touched since is kept, and
+    their grants are withdrawn instead (consents_withdraw_bulk). The batch's
+    own audit event keeps the count, without addresses.
+    """
+    supporter_ids = sorted(supporter_ids)
+    history = Supporter.history.model
+    for start in range(0, len(supporter_ids), BULK_BATCH_SIZE):
+        chunk = supporter_ids[start : start + BULK_BATCH_SIZE]
+        # Raw deletes: the ORM's cascade would load and signal each row.
+        ConsentRecord.objects.filter(supporter_id__in=chunk)._erase()
+        Subscription.objects.filter(supporter_id__in=chunk)._raw_delete(connection.alias)
+        history.objects.filter(id__in=chunk)._raw_delete(connection.alias)
+        Supporter.objects.filter(pk__in=chunk)._raw_delete(connection.alias)
+    return len(supporter_ids)

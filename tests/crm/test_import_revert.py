@@ -60,9 +60,22 @@ def test_revert_keeps_new_supporters_someone_touched_since(imported, interest, o
     undone = imports.import_revert(batch=imported)
     assert undone["deleted_supporters"] == 0
     assert undone["kept_supporters"] == 2
-    # Kept, but their subscriptions from the import are withdrawn.
+    # Kept, but their subscriptions from the import are withdrawn: the grants
+    # stay in their history and a withdrawal naming the batch follows each.
     assert not Subscription.objects.filter(supporter__in=[ann, bo]).exists()
     assert ann.consent_records.filter(action="withdrawn").count() == 2
+    for person in (ann, bo):
+        history = list(
+            person.consent_records.order_by("created_at", "id").values_list(
+                "action", "method", "import_batch_id", "actor_label"
+            )
+        )
+        assert history == [
+            ("granted", "partner_import", imported.pk, "partner import command"),
+            ("granted", "partner_import", imported.pk, "partner import command"),
+            ("withdrawn", "partner_import", imported.pk, f"import {imported.pk} reverted"),
+            ("withdrawn", "partner_import", imported.pk, f"import {imported.pk} reverted"),
+        ]
 
 
 def test_revert_keeps_a_subscription_the_supporter_changed_since(
@@ -76,6 +89,14 @@ def test_revert_keeps_a_subscription_the_supporter_changed_since(
     assert not supporter.consent_records.filter(
         method="partner_import", action="withdrawn"
     ).exists()
+
+
+def test_revert_keeps_every_consent_record_of_supporters_it_keeps(imported, supporter):
+    before = set(ConsentRecord.objects.filter(supporter=supporter).values_list("pk", flat=True))
+    imports.import_revert(batch=imported)
+    after = set(ConsentRecord.objects.filter(supporter=supporter).values_list("pk", flat=True))
+    assert before < after
+    assert ConsentRecord.objects.filter(pk__in=after - before).get().action == "withdrawn"
 
 
 def test_a_reverted_list_can_be_imported_again(imported, partner_list, interest, other_interest):
