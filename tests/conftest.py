@@ -22,6 +22,7 @@ if REQUIRE_SERVICES:
     hypothesis.settings.load_profile("ci")
 
 
+@pytest.hookimpl(trylast=True)  # after `-m` has deselected what this run leaves out
 def pytest_collection_modifyitems(config, items):
     from django.conf import settings
     from django.db import connections
