@@ -12,7 +12,7 @@ Reads and writes
                     -> confirm (writers.py does the bulk inserts) -> revert
     exports.py      lists out of Rally (CSV, XLSX) and the partner sync file
     segments.py     rule-based segments: validation and translation to one filter
-    rawsql.py       the fixed SQL behind every supporter link
+    sql.py          every raw SQL statement (PostgreSQL), names from _meta
     estimates.py    row counts from PostgreSQL's statistics for long lists
 
 Interfaces

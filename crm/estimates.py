@@ -11,6 +11,8 @@ import json
 
 from django.db import connections
 
+from crm import sql
+
 
 def estimated_count(queryset) -> int | None:
     """Return PostgreSQL's estimate of the rows in `queryset`, or None on other databases.
@@ -23,12 +25,7 @@ def estimated_count(queryset) -> int | None:
         return None
     query = queryset.query
     if not query.where and not query.distinct and not query.combinator:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
-                [connection.ops.quote_name(queryset.model._meta.db_table)],
-            )
-            row = cursor.fetchone()
+        row = sql.table_row_estimate(connection, queryset.model)
         # -1: never vacuumed or analysed; EXPLAIN then guesses from the table's size.
         if row and row[0] >= 0:
             return row[0]

@@ -35,7 +35,7 @@ from django.db import connection
 from django.urls import reverse
 from django.utils.crypto import salted_hmac
 
-from crm import rawsql
+from crm import sql as crm_sql
 
 PREFERENCES_SALT = "rally.preferences"
 UNSUBSCRIBE_SALT = "rally.unsubscribe"
@@ -83,7 +83,7 @@ def _supporter_sql():
     # next: answer it in the same query (see mailings.selfservice.may_email).
     # Only the columns the pages show: the others load if something asks.
     return (
-        f"SELECT {rawsql.columns(Supporter, LINK_FIELDS, 's')}, "  # noqa: S608
+        f"SELECT {crm_sql.columns(Supporter, LINK_FIELDS, 's')}, "  # noqa: S608
         f"EXISTS (SELECT 1 FROM {Suppression._meta.db_table} x "
         "WHERE x.email_hash = s.email_hash) AS suppressed "
         f"FROM {Supporter._meta.db_table} s WHERE s.id = %s"
@@ -98,7 +98,7 @@ def _supporter(payload):
     with connection.cursor() as cursor:
         cursor.execute(_supporter_sql(), [payload["s"]])
         rows = cursor.fetchall()
-    found = rawsql.instances(Supporter, LINK_FIELDS, rows, "suppressed")
+    found = crm_sql.instances(Supporter, LINK_FIELDS, rows, "suppressed")
     supporter = found[0] if found else None
     if supporter is None or supporter.link_version != payload.get("v"):
         return None

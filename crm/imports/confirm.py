@@ -13,12 +13,13 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from crm import sql
 from crm.exceptions import ImportFailed, ImportRefused
 from crm.imports.bulk import _bulk_work, _chunks
 from crm.imports.plan import ImportOptions, _preview_digest
 from crm.imports.state import _look_up, _sql_fingerprint
 from crm.imports.writers import _writer
-from crm.models import AuditEvent, ImportBatch, Supporter, Suppression, email_hasher
+from crm.models import AuditEvent, ImportBatch, Supporter, email_hasher
 
 logger = logging.getLogger(__name__)
 
@@ -218,8 +219,7 @@ def _confirm(batch, *, actor, progress):
     if connection.vendor == "postgresql":
         # Suppressions added mid-import wait until it commits, so no address
         # suppressed meanwhile is subscribed (webhooks simply retry later).
-        with connection.cursor() as cursor:
-            cursor.execute(f"LOCK TABLE {Suppression._meta.db_table} IN SHARE MODE")
+        sql.suppressions_lock()
     plan = json.loads(zlib.decompress(payload))
     hasher = email_hasher()
     plan["hashes"] = [hasher(key) for key in plan["keys"]]

@@ -11,39 +11,23 @@ import hashlib
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import BooleanField
-from django.db.models.expressions import RawSQL
 from django.db.models.functions import Lower
 
+from crm import sql
 from crm.imports.bulk import _chunks
 from crm.imports.columns import PERSON_FIELDS
 from crm.models import Subscription, Supporter, Suppression, normalize_email
 
-# Columns rows are matched on, as SQL on PostgreSQL and as ORM lookups elsewhere;
-# with the type their values are sent as.
-MATCH_SQL = {
-    "email_hash": ("{table}.email_hash", "text"),
-    "LOWER(email)": ("LOWER({table}.email)", "text"),
-    "supporter_id": ("{table}.supporter_id", "bigint"),
-    "id": ("{table}.id", "bigint"),
-}
-
 
 def _matching(queryset, column, values):
-    """Filter `queryset` to rows whose `column` (a MATCH_SQL key) is one of `values`.
+    """Filter `queryset` to rows whose `column` (a crm.sql.MATCH_SQL key) is one of `values`.
 
     On PostgreSQL the values travel as one parameter, a newline-separated
     text the server splits, which spares building and parsing thousands of
     placeholders (addresses, hashes and ids never contain a newline).
     """
     if connection.vendor == "postgresql":
-        table = connection.ops.quote_name(queryset.model._meta.db_table)
-        expression, kind = MATCH_SQL[column]
-        expression = expression.format(table=table)
-        joined = "\n".join(map(str, values))
-        # Only a fixed expression from MATCH_SQL is interpolated; values are a parameter.
-        sql = f"{expression} = ANY(string_to_array(%s, E'\\n')::{kind}[])"
-        return queryset.filter(RawSQL(sql, (joined,), BooleanField()))  # noqa: S611
+        return queryset.filter(sql.match_any(queryset.model, column, values))
     if column == "LOWER(email)":
         return queryset.alias(email_key=Lower("email")).filter(email_key__in=values)
     return queryset.filter(**{f"{column}__in": values})
@@ -108,42 +92,13 @@ def _sql_fingerprint(keys, hashes, *, with_updated):
     One statement reads and locks the same rows _look_up would, in id order,
     and returns only the digest, so nothing travels back row by row.
     """
-    fields = ", ".join(f"s.{name}" for name in SUPPORTER_STATE)
-    if with_updated:
-        fields += ", (extract(epoch FROM s.updated_at) * 1000000)::bigint"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            # Only fixed column names are interpolated; values are parameters.
-            f"""
-            WITH matched AS MATERIALIZED (
-                SELECT concat_ws(%(field)s, {fields}) AS line, s.id
-                FROM crm_supporter AS s
-                WHERE lower(s.email) = ANY(string_to_array(%(keys)s, E'\\n'))
-                ORDER BY s.id
-                FOR UPDATE
-            )
-            SELECT encode(sha256(convert_to(concat_ws(%(section)s,
-                (SELECT coalesce(string_agg(line, %(record)s ORDER BY id), '') FROM matched),
-                (SELECT coalesce(string_agg(
-                    concat_ws(%(field)s, supporter_id, interest_id, status), %(record)s
-                    ORDER BY supporter_id, interest_id), '')
-                 FROM crm_subscription WHERE supporter_id IN (SELECT id FROM matched)),
-                (SELECT coalesce(string_agg(
-                    concat_ws(%(field)s, email_hash, reason), %(record)s
-                    ORDER BY email_hash COLLATE "C"), '')
-                 FROM crm_suppression
-                 WHERE email_hash = ANY(string_to_array(%(hashes)s, E'\\n')))
-            ), 'UTF8')), 'hex')
-            """,  # noqa: S608
-            {
-                "keys": "\n".join(keys),
-                "hashes": "\n".join(hashes),
-                "field": FIELD_SEPARATOR,
-                "record": RECORD_SEPARATOR,
-                "section": SECTION_SEPARATOR,
-            },
-        )
-        return cursor.fetchone()[0]
+    return sql.import_state_fingerprint(
+        keys,
+        hashes,
+        fields=SUPPORTER_STATE,
+        with_updated=with_updated,
+        separators=(FIELD_SEPARATOR, RECORD_SEPARATOR, SECTION_SEPARATOR),
+    )
 
 
 def _look_up(keys, hashes, *, with_updated=False, lock=False, progress=None) -> _State:

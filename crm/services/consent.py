@@ -5,14 +5,13 @@ at a time (consent_grant, supporter_unsubscribe, supporter_mark_undeliverable)
 or in bulk for staff actions (supporters_subscribe, supporters_unsubscribe).
 """
 
-import functools
 from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
-from crm import rawsql
+from crm import sql
 from crm.exceptions import ConsentRefused
 from crm.models import (
     AuditEvent,
@@ -174,7 +173,7 @@ def supporter_unsubscribe(
     """
     topics = {topic.pk: topic for topic in [interest, *interests] if topic is not None}
     if topics and connection.vendor == "postgresql":
-        found = _withdraw_in_one_statement(
+        found = sql.subscriptions_withdraw(
             supporter=supporter,
             scope=("i.id = ANY(%s)", [list(topics)]),
             method=method,
@@ -232,9 +231,9 @@ def supporter_unsubscribe_from_mailing(
     A mailing sent for no interest returns [] and changes nothing.
     """
     if connection.vendor == "postgresql":
-        return _withdraw_in_one_statement(
+        return sql.subscriptions_withdraw(
             supporter=supporter,
-            scope=(rawsql.sent_for_mailing("i"), [mailing.pk]),
+            scope=(sql.sent_for_mailing("i"), [mailing.pk]),
             method=method,
             mailing=mailing,
             actor_label=actor_label,
@@ -249,117 +248,6 @@ def supporter_unsubscribe_from_mailing(
             actor_label=actor_label,
         )
     return interests
-
-
-def _withdraw_in_one_statement(
-    *, supporter, scope, method, mailing, actor=None, actor_label="", wording="", ip_address=None
-):
-    """PostgreSQL: withdraw from the interests `scope` selects, in one statement.
-
-    `scope` is (condition on the interests table, aliased "i"; its parameters).
-    Return those interests in their order, each carrying `withdrawn`: True if
-    the supporter left it now.
-
-    Writes exactly what supporter_unsubscribe writes on other databases (the
-    subscriptions ended, a consent record and an audit event per topic left),
-    for a fifth of the CPU: one-click unsubscribes arrive in bursts after every
-    newsletter. Like consent_grant it locks the supporter first, so the two
-    never deadlock; a concurrent repeat waits, then finds nothing left to end.
-    A repeat with nothing to end takes no lock and writes nothing.
-    """
-    now = timezone.now()
-    record = ConsentRecord(
-        supporter_id=supporter.pk,
-        action=ConsentRecord.Action.WITHDRAWN,
-        method=method,
-        mailing=mailing,
-        actor=actor,
-        actor_label=actor_label,
-        wording=wording,
-        ip_address=ip_address,
-        created_at=now,
-    )
-    event = AuditEvent(
-        kind=AuditEvent.Kind.CONSENT_WITHDRAWN,
-        supporter_id=supporter.pk,
-        actor=actor,
-        source=actor_label or method,
-        created_at=now,
-    )
-    record_columns, record_values = _column_values(record, leave_out="interest")
-    event_columns, event_values = _column_values(event, leave_out="detail")
-    condition, scope_params = scope
-    subscription = Subscription._meta.db_table
-    # Table and column names come from the models; values are parameters.
-    sql = f"""
-        WITH topics AS (
-            SELECT {rawsql.columns(CampaignInterest, rawsql.INTEREST_FIELDS, "i")}
-            FROM {CampaignInterest._meta.db_table} i WHERE {condition}
-        ), ended AS (
-            UPDATE {subscription}
-            SET status = %s, unsubscribed_at = %s, updated_at = %s
-            WHERE supporter_id = (
-                SELECT s.id FROM {Supporter._meta.db_table} s
-                WHERE s.id = %s AND EXISTS (
-                    SELECT 1 FROM {subscription} sub WHERE sub.supporter_id = s.id
-                    AND sub.status = %s AND sub.interest_id IN (SELECT id FROM topics)
-                )
-                FOR UPDATE
-            )
-            AND status = %s AND interest_id IN (SELECT id FROM topics)
-            RETURNING interest_id
-        ), records AS (
-            INSERT INTO {ConsentRecord._meta.db_table} ({record_columns}, interest_id)
-            SELECT {", ".join(["%s"] * len(record_values))}, interest_id FROM ended
-        ), events AS (
-            INSERT INTO {AuditEvent._meta.db_table} ({event_columns}, detail)
-            SELECT {", ".join(["%s"] * len(event_values))}, jsonb_build_object(
-                'interest', topics.slug, 'method', %s::text, 'mailing', %s::bigint
-            )
-            FROM ended JOIN topics ON topics.id = ended.interest_id
-        )
-        SELECT topics.*, topics.id IN (SELECT interest_id FROM ended) AS withdrawn
-        FROM topics ORDER BY topics.position, topics.name
-    """  # noqa: S608
-    params = [
-        *scope_params,
-        Subscription.Status.UNSUBSCRIBED,
-        now,
-        now,
-        supporter.pk,
-        Subscription.Status.SUBSCRIBED,
-        Subscription.Status.SUBSCRIBED,
-        *record_values,
-        *event_values,
-        method,
-        mailing.pk if mailing else None,
-    ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
-    return rawsql.instances(CampaignInterest, rawsql.INTEREST_FIELDS, rows, "withdrawn")
-
-
-def _column_values(instance, *, leave_out):
-    """Return the quoted columns of `instance` and the values the ORM would save in them.
-
-    Leaves out the primary key and the field named `leave_out`, which the caller fills.
-    """
-    fields, columns = _insert_columns(type(instance), leave_out)
-    values = [
-        field.get_db_prep_save(field.pre_save(instance, add=True), connection) for field in fields
-    ]
-    return columns, values
-
-
-@functools.cache
-def _insert_columns(model, leave_out):
-    fields = [
-        field
-        for field in model._meta.concrete_fields
-        if not field.primary_key and field.name != leave_out
-    ]
-    return fields, ", ".join(connection.ops.quote_name(field.column) for field in fields)
 
 
 def suppression_add(
