@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 
 from crm import services as crm_services
-from crm import sql as crm_sql
 from crm.models import (
     CampaignInterest,
     ConsentRecord,
@@ -24,6 +23,7 @@ from crm.models import (
     Suppression,
     email_hash,
 )
+from mailings import sql
 from mailings.exceptions import SignupRefused
 from mailings.tokens import PendingSignup
 
@@ -316,26 +316,10 @@ def interests_with_choices(*, supporter: Supporter, mailing_id=None) -> list:
     """Return the public interests (or those mailing `mailing_id` was sent for).
 
     Each carries `subscribed`: whether `supporter` is subscribed to it now.
-    One plain SQL query (see crm.sql): these answer every preference-centre
+    One plain SQL query (mailings.sql): these answer every preference-centre
     and one-click request.
     """
-    interest = CampaignInterest._meta.db_table
-    subscription = Subscription._meta.db_table
-    if mailing_id is None:
-        scope, params = "i.is_public", []
-    else:
-        scope, params = crm_sql.sent_for_mailing("i"), [mailing_id]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            # Table and column names come from the models; values are parameters.
-            f"SELECT {crm_sql.columns(CampaignInterest, crm_sql.INTEREST_FIELDS, 'i')}, "  # noqa: S608
-            f"EXISTS (SELECT 1 FROM {subscription} sub WHERE sub.interest_id = i.id "
-            "AND sub.supporter_id = %s AND sub.status = %s) AS subscribed "
-            f"FROM {interest} i WHERE {scope} ORDER BY i.position, i.name",
-            [supporter.pk, Subscription.Status.SUBSCRIBED, *params],
-        )
-        rows = cursor.fetchall()
-    return crm_sql.instances(CampaignInterest, crm_sql.INTEREST_FIELDS, rows, "subscribed")
+    return sql.interests_with_choices(supporter_id=supporter.pk, mailing_id=mailing_id)
 
 
 def one_click_unsubscribe(*, supporter: Supporter, mailing_id) -> list:

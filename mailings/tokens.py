@@ -21,7 +21,6 @@ Tests move the clock with time-machine or by replacing `now`.
 """
 
 import base64
-import functools
 import json
 import re
 import time
@@ -31,11 +30,8 @@ from dataclasses import dataclass
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core import signing
-from django.db import connection
 from django.urls import reverse
 from django.utils.crypto import salted_hmac
-
-from crm import sql as crm_sql
 
 PREFERENCES_SALT = "rally.preferences"
 UNSUBSCRIBE_SALT = "rally.unsubscribe"
@@ -75,30 +71,16 @@ def _fresh(payload, max_age):
 LINK_FIELDS = ("id", "email", "first_name", "last_name", "postcode", "status", "link_version")
 
 
-@functools.cache
-def _supporter_sql():
-    from crm.models import Supporter, Suppression
-
-    # Every page behind a link starts here, and asks "may we email them?"
-    # next: answer it in the same query (see mailings.selfservice.may_email).
-    # Only the columns the pages show: the others load if something asks.
-    return (
-        f"SELECT {crm_sql.columns(Supporter, LINK_FIELDS, 's')}, "  # noqa: S608
-        f"EXISTS (SELECT 1 FROM {Suppression._meta.db_table} x "
-        "WHERE x.email_hash = s.email_hash) AS suppressed "
-        f"FROM {Supporter._meta.db_table} s WHERE s.id = %s"
-    )
-
-
 def _supporter(payload):
     from crm.models import Supporter
+    from mailings import sql
 
     if not isinstance(payload, dict) or not isinstance(payload.get("s"), int):
         return None
-    with connection.cursor() as cursor:
-        cursor.execute(_supporter_sql(), [payload["s"]])
-        rows = cursor.fetchall()
-    found = crm_sql.instances(Supporter, LINK_FIELDS, rows, "suppressed")
+    # Every page behind a link starts here, and asks "may we email them?"
+    # next: answered in the same query (see mailings.selfservice.may_email).
+    # Only the columns the pages show: the others load if something asks.
+    found = sql.supporter_for_link(payload["s"], LINK_FIELDS)
     supporter = found[0] if found else None
     if supporter is None or supporter.link_version != payload.get("v"):
         return None

@@ -38,12 +38,13 @@ from typing import NamedTuple
 from urllib.parse import urlsplit
 
 from django.core.cache import cache
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import InterfaceError, OperationalError, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from crm.models import ConsentRecord, Subscription, Supporter, Suppression, email_hash
 from crm.services import UNDELIVERABLE_RANK, supporter_mark_undeliverable
+from mailings import sql
 from mailings.models import Delivery, DeliveryEvent, Mailing
 
 logger = logging.getLogger(__name__)
@@ -215,26 +216,7 @@ INSERT_COLUMNS = (
 
 def _insert(rows, now):
     """Insert event rows (INSERT_COLUMNS) whose delivery exists; return how many were new."""
-    quote = connection.ops.quote_name
-    adapt = connection.ops.adapt_datetimefield_value
-    table = quote(DeliveryEvent._meta.db_table)
-    values = ", ".join(["(CAST(%s AS BIGINT), %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
-    columns = ", ".join(quote(name) for name in ("mailing_id", *INSERT_COLUMNS))
-    picked = ", ".join(f"v.column{n}" for n in range(2, len(INSERT_COLUMNS) + 1))
-    params = [value for row in rows for value in (*row[:4], adapt(row[4]), *row[5:])]
-    # Inserted in key order: two requests carrying some of the same events (an
-    # ESP retrying while its first attempt still runs) then wait for each other
-    # on the unique index in the same order, and never deadlock. "WHERE true"
-    # lets SQLite tell the SELECT from the ON CONFLICT clause.
-    sql = (
-        f"INSERT INTO {table} ({columns}, {quote('pending')}, {quote('received_at')}) "  # noqa: S608
-        f"SELECT d.mailing_id, d.id, {picked}, %s, %s FROM (VALUES {values}) AS v "
-        f"JOIN {quote(Delivery._meta.db_table)} AS d ON d.id = v.column1 WHERE true "
-        f"ORDER BY v.column3 ON CONFLICT ({quote('esp_name')}, {quote('dedupe_key')}) DO NOTHING"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [True, adapt(now), *params])
-        return cursor.rowcount
+    return sql.events_insert(rows, INSERT_COLUMNS, now=now)
 
 
 def _delivery_ids(events):
@@ -511,16 +493,7 @@ def _apply_to_deliveries(events):
 
 def _update_column(column, values):
     """Set `column` to each delivery's value in `values` ({id: datetime}), in one statement."""
-    table = Delivery._meta.db_table
-    adapt = connection.ops.adapt_datetimefield_value
-    rows = ", ".join(["(CAST(%s AS BIGINT), %s)"] * len(values))
-    params = [value for pk, moment in values.items() for value in (pk, adapt(moment))]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET {column} = v.column2 "  # noqa: S608 - names from EVENT_FIELDS
-            f"FROM (VALUES {rows}) AS v WHERE {table}.id = v.column1",
-            params,
-        )
+    sql.deliveries_set_times(column, values)
 
 
 def _apply_to_supporters(stops):

@@ -16,6 +16,7 @@ from django.db import connection as db
 from django.db.models import F, Q
 from django.utils import timezone
 
+from mailings import sql
 from mailings.models import Delivery, Mailing
 
 logger = logging.getLogger(__name__)
@@ -76,32 +77,9 @@ def deliveries_claim(*, mailing_id: int, limit: int, worker: str) -> list[int]:
     until = now + timedelta(seconds=settings.RALLY_SEND_LEASE_SECONDS)
     sending = Mailing.Status.SENDING
     if db.vendor == "postgresql":
-        with db.cursor() as cursor:
-            cursor.execute(
-                """
-                UPDATE mailings_delivery SET status = %s, claimed_until = %s, claimed_by = %s,
-                       attempts = attempts + 1, dispatched_at = NULL
-                WHERE id IN (
-                    SELECT d.id FROM mailings_delivery d
-                    WHERE d.mailing_id = %s AND d.status = %s
-                      AND (d.retry_at IS NULL OR d.retry_at <= %s)
-                      AND EXISTS (SELECT 1 FROM mailings_mailing m
-                                  WHERE m.id = d.mailing_id AND m.status = %s)
-                    ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED)
-                RETURNING id
-                """,
-                [
-                    Delivery.Status.SENDING,
-                    until,
-                    worker,
-                    mailing_id,
-                    Delivery.Status.QUEUED,
-                    now,
-                    sending,
-                    limit,
-                ],
-            )
-            ids = sorted(row[0] for row in cursor.fetchall())
+        ids = sql.deliveries_claim(
+            mailing_id=mailing_id, limit=limit, worker=worker, until=until, now=now
+        )
     else:
         with transaction.atomic():
             if not Mailing.objects.filter(pk=mailing_id, status=sending).exists():

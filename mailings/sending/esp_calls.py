@@ -12,12 +12,11 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.mail import get_connection
-from django.db import connection as db
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
-from mailings import emails, esp, throttle
+from mailings import emails, esp, sql, throttle
 from mailings.models import Delivery, Mailing
 from mailings.sending.claims import _reconnecting, worker_name
 
@@ -140,16 +139,9 @@ def _dispatch(rows):
         return []
     now = timezone.now()
     until = now + timedelta(seconds=settings.RALLY_SEND_LEASE_SECONDS)
-    table = Delivery._meta.db_table
-    ids = ", ".join(["%s"] * len(rows))
-    with db.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET dispatched_at = %s, claimed_until = %s "  # noqa: S608
-            f"WHERE id IN ({ids}) AND status = %s AND claimed_by = %s AND claimed_until > %s "
-            "RETURNING id",
-            [now, until, *(row.pk for row in rows), Delivery.Status.SENDING, worker_name(), now],
-        )
-        held = {pk for (pk,) in cursor.fetchall()}
+    held = sql.deliveries_dispatch(
+        [row.pk for row in rows], now=now, until=until, worker=worker_name()
+    )
     if len(held) < len(rows):
         logger.warning("%s deliveries were no longer this worker's to send", len(rows) - len(held))
     return [row for row in rows if row.pk in held]
@@ -288,16 +280,9 @@ def _record_sent(pairs):
         )
         return
     # Each message its own id: one UPDATE … FROM (VALUES …), on PostgreSQL and SQLite alike.
-    values = ", ".join(["(CAST(%s AS BIGINT), %s)"] * len(pairs))
-    params = [value for row, message_id in pairs for value in (row.pk, str(message_id)[:255])]
-    table = Delivery._meta.db_table
-    with db.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {table} SET status = %s, sent_at = %s, claimed_until = NULL, "  # noqa: S608
-            "retry_at = NULL, error = '', esp_message_id = v.column2 "
-            f"FROM (VALUES {values}) AS v WHERE {table}.id = v.column1",
-            [Delivery.Status.SENT, now, *params],
-        )
+    sql.deliveries_mark_sent(
+        [(row.pk, str(message_id)[:255]) for row, message_id in pairs], now=now
+    )
 
 
 def _backoff(attempts):

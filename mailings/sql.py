@@ -1,0 +1,239 @@
+"""
+Every raw SQL statement of mailings.
+
+Table and column names come from the models' _meta; values are always
+parameters. Each statement is here because docs/performance.md shows it pays:
+
+- Link reads without RawQuerySet: supporter_for_link (mailings.tokens) and
+  interests_with_choices (mailings.selfservice), built with crm.sql's helpers.
+- Sending: deliveries_claim (the PostgreSQL twin of the ORM claim in
+  mailings.sending.claims, FOR UPDATE SKIP LOCKED), deliveries_insert_audience
+  (one INSERT … SELECT for the whole audience), deliveries_dispatch and
+  deliveries_mark_sent (one UPDATE per batch), and the ANALYZE calls that keep
+  the planner's statistics fresh after a large audience.
+- Tracking: events_insert and deliveries_set_times (one statement per webhook batch).
+"""
+
+import functools
+
+from django.db import connection
+
+from crm import sql as crm_sql
+from crm.models import (
+    CampaignInterest,
+    SegmentMembership,
+    Subscription,
+    Supporter,
+    Suppression,
+)
+from mailings.models import Delivery, DeliveryEvent, Mailing
+
+# Link reads
+
+
+@functools.cache
+def _supporter_sql(fields):
+    # Every page behind a link starts here, and asks "may we email them?"
+    # next: answer it in the same query (see mailings.selfservice.may_email).
+    # Only the columns the pages show: the others load if something asks.
+    return (
+        f"SELECT {crm_sql.columns(Supporter, fields, 's')}, "  # noqa: S608
+        f"EXISTS (SELECT 1 FROM {Suppression._meta.db_table} x "
+        "WHERE x.email_hash = s.email_hash) AS suppressed "
+        f"FROM {Supporter._meta.db_table} s WHERE s.id = %s"
+    )
+
+
+def supporter_for_link(supporter_id, fields):
+    """Return [the supporter `supporter_id`] (or []) with only `fields` loaded.
+
+    It carries `suppressed`: whether its address is on the suppression list.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(_supporter_sql(fields), [supporter_id])
+        rows = cursor.fetchall()
+    return crm_sql.instances(Supporter, fields, rows, "suppressed")
+
+
+def interests_with_choices(*, supporter_id, mailing_id=None) -> list:
+    """Return the public interests (or those mailing `mailing_id` was sent for).
+
+    Each carries `subscribed`: whether supporter `supporter_id` is subscribed to it now.
+    """
+    interest = CampaignInterest._meta.db_table
+    subscription = Subscription._meta.db_table
+    if mailing_id is None:
+        scope, params = "i.is_public", []
+    else:
+        scope, params = crm_sql.sent_for_mailing("i"), [mailing_id]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            # Table and column names come from the models; values are parameters.
+            f"SELECT {crm_sql.columns(CampaignInterest, crm_sql.INTEREST_FIELDS, 'i')}, "  # noqa: S608
+            f"EXISTS (SELECT 1 FROM {subscription} sub WHERE sub.interest_id = i.id "
+            "AND sub.supporter_id = %s AND sub.status = %s) AS subscribed "
+            f"FROM {interest} i WHERE {scope} ORDER BY i.position, i.name",
+            [supporter_id, Subscription.Status.SUBSCRIBED, *params],
+        )
+        rows = cursor.fetchall()
+    return crm_sql.instances(CampaignInterest, crm_sql.INTEREST_FIELDS, rows, "subscribed")
+
+
+# Sending
+
+
+def deliveries_claim(*, mailing_id, limit, worker, until, now) -> list[int]:
+    """PostgreSQL: lease up to `limit` queued deliveries of a sending mailing; return their ids.
+
+    Rows another transaction has locked are skipped, so two workers never get
+    the same delivery.
+    """
+    delivery = Delivery._meta.db_table
+    mailing = Mailing._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {delivery} SET status = %s, claimed_until = %s, claimed_by = %s,
+                   attempts = attempts + 1, dispatched_at = NULL
+            WHERE id IN (
+                SELECT d.id FROM {delivery} d
+                WHERE d.mailing_id = %s AND d.status = %s
+                  AND (d.retry_at IS NULL OR d.retry_at <= %s)
+                  AND EXISTS (SELECT 1 FROM {mailing} m
+                              WHERE m.id = d.mailing_id AND m.status = %s)
+                ORDER BY d.id LIMIT %s FOR UPDATE SKIP LOCKED)
+            RETURNING id
+            """,  # noqa: S608
+            [
+                Delivery.Status.SENDING,
+                until,
+                worker,
+                mailing_id,
+                Delivery.Status.QUEUED,
+                now,
+                Mailing.Status.SENDING,
+                limit,
+            ],
+        )
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def deliveries_insert_audience(query, params, *, mailing_id, now):
+    """Insert a queued Delivery of mailing `mailing_id` for each supporter id `query` selects.
+
+    `query` and `params` are the ORM's SQL for the audience (one column);
+    a supporter who already has a delivery of this mailing is left as is.
+    """
+    table = Delivery._meta.db_table
+    # Columns without a database default must be listed; the rest are NULL.
+    # The CTE names the audience's one column, whatever the ORM called it.
+    sql = (
+        f"WITH audience(supporter_id) AS ({query}) "  # noqa: S608 - SQL from the ORM
+        f"INSERT INTO {table} "
+        "(mailing_id, supporter_id, status, attempts, claimed_by, esp_message_id, error, "
+        "created_at) "
+        "SELECT %s, supporter_id, %s, 0, '', '', '', %s FROM audience WHERE true "
+        "ON CONFLICT (mailing_id, supporter_id) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, mailing_id, Delivery.Status.QUEUED, now])
+
+
+def audience_tables():
+    """Return the tables an audience query reads."""
+    return [
+        model._meta.db_table for model in (Supporter, Subscription, Suppression, SegmentMembership)
+    ]
+
+
+def tables_analyze_if_never(tables):
+    """PostgreSQL: ANALYZE each of `tables` that has over 1,000 rows and was never analysed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname FROM pg_stat_user_tables WHERE relname = ANY(%s) "
+            "AND last_analyze IS NULL AND last_autoanalyze IS NULL AND n_live_tup > 1000",
+            [tables],
+        )
+        for (table,) in cursor.fetchall():
+            cursor.execute(f'ANALYZE "{table}"')
+
+
+def deliveries_analyze():
+    """PostgreSQL: ANALYZE the delivery table."""
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {Delivery._meta.db_table}")
+
+
+def deliveries_dispatch(ids, *, now, until, worker) -> set[int]:
+    """Mark the sending deliveries `ids` still leased to `worker` dispatched; return those ids.
+
+    Their lease is renewed to `until`.
+    """
+    table = Delivery._meta.db_table
+    placeholders = ", ".join(["%s"] * len(ids))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET dispatched_at = %s, claimed_until = %s "  # noqa: S608
+            f"WHERE id IN ({placeholders}) AND status = %s AND claimed_by = %s "
+            "AND claimed_until > %s RETURNING id",
+            [now, until, *ids, Delivery.Status.SENDING, worker, now],
+        )
+        return {pk for (pk,) in cursor.fetchall()}
+
+
+def deliveries_mark_sent(pairs, *, now):
+    """Mark each (delivery id, ESP message id) of `pairs` sent, in one statement.
+
+    One UPDATE … FROM (VALUES …), on PostgreSQL and SQLite alike.
+    """
+    values = ", ".join(["(CAST(%s AS BIGINT), %s)"] * len(pairs))
+    params = [value for pk, message_id in pairs for value in (pk, message_id)]
+    table = Delivery._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET status = %s, sent_at = %s, claimed_until = NULL, "  # noqa: S608
+            "retry_at = NULL, error = '', esp_message_id = v.column2 "
+            f"FROM (VALUES {values}) AS v WHERE {table}.id = v.column1",
+            [Delivery.Status.SENT, now, *params],
+        )
+
+
+# Tracking
+
+
+def events_insert(rows, columns, *, now):
+    """Insert event rows (values of `columns`) whose delivery exists; return how many were new."""
+    quote = connection.ops.quote_name
+    adapt = connection.ops.adapt_datetimefield_value
+    table = quote(DeliveryEvent._meta.db_table)
+    values = ", ".join(["(CAST(%s AS BIGINT), %s, %s, %s, %s, %s, %s, %s)"] * len(rows))
+    names = ", ".join(quote(name) for name in ("mailing_id", *columns))
+    picked = ", ".join(f"v.column{n}" for n in range(2, len(columns) + 1))
+    params = [value for row in rows for value in (*row[:4], adapt(row[4]), *row[5:])]
+    # Inserted in key order: two requests carrying some of the same events (an
+    # ESP retrying while its first attempt still runs) then wait for each other
+    # on the unique index in the same order, and never deadlock. "WHERE true"
+    # lets SQLite tell the SELECT from the ON CONFLICT clause.
+    sql = (
+        f"INSERT INTO {table} ({names}, {quote('pending')}, {quote('received_at')}) "  # noqa: S608
+        f"SELECT d.mailing_id, d.id, {picked}, %s, %s FROM (VALUES {values}) AS v "
+        f"JOIN {quote(Delivery._meta.db_table)} AS d ON d.id = v.column1 WHERE true "
+        f"ORDER BY v.column3 ON CONFLICT ({quote('esp_name')}, {quote('dedupe_key')}) DO NOTHING"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [True, adapt(now), *params])
+        return cursor.rowcount
+
+
+def deliveries_set_times(column, values):
+    """Set `column` to each delivery's value in `values` ({id: datetime}), in one statement."""
+    table = Delivery._meta.db_table
+    adapt = connection.ops.adapt_datetimefield_value
+    rows = ", ".join(["(CAST(%s AS BIGINT), %s)"] * len(values))
+    params = [value for pk, moment in values.items() for value in (pk, adapt(moment))]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET {column} = v.column2 "  # noqa: S608 - names from EVENT_FIELDS
+            f"FROM (VALUES {rows}) AS v WHERE {table}.id = v.column1",
+            params,
+        )
