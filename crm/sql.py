@@ -19,7 +19,8 @@ parameters. Each statement is here because docs/performance.md shows it pays:
   the twin of _DjangoWriter).
 - The admin's list counts: table_row_estimate (crm.estimates).
 
-Only PostgreSQL runs these; callers choose them by connection.vendor.
+Only PostgreSQL runs these: callers ask in_use() whether to take a statement
+or its ORM twin, and the equivalence tests (tests/sql/) run both on PostgreSQL.
 """
 
 import functools
@@ -38,6 +39,12 @@ from crm.models import (
     Supporter,
     Suppression,
 )
+
+
+def in_use() -> bool:
+    """Whether callers take these statements rather than their ORM twins: on PostgreSQL."""
+    return connection.vendor == "postgresql"
+
 
 # What the supporter pages show of a campaign interest.
 INTEREST_FIELDS = ("id", "slug", "name", "description", "position")

@@ -10,7 +10,7 @@ import logging
 import zlib
 
 from django.core.cache import cache
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from crm import sql
@@ -216,7 +216,7 @@ def _confirm(batch, *, actor, progress):
             "again to see a fresh preview."
         )
     options = ImportOptions.from_dict(batch.options)
-    if connection.vendor == "postgresql":
+    if sql.in_use():
         # Suppressions added mid-import wait until it commits, so no address
         # suppressed meanwhile is subscribed (webhooks simply retry later).
         sql.suppressions_lock()
@@ -226,7 +226,7 @@ def _confirm(batch, *, actor, progress):
     # Read, and lock, what the preview read: the same state gives the same
     # plan, so the stored one is applied as it stands.
     progress("checking", 0, batch.row_count)
-    if connection.vendor == "postgresql":
+    if sql.in_use():
         fingerprint = _sql_fingerprint(plan["keys"], plan["hashes"], with_updated=options.overwrite)
     else:
         state = _look_up(plan["keys"], plan["hashes"], with_updated=options.overwrite, lock=True)

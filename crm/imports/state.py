@@ -10,7 +10,6 @@ import datetime
 import hashlib
 from dataclasses import dataclass
 
-from django.db import connection
 from django.db.models.functions import Lower
 
 from crm import sql
@@ -26,7 +25,7 @@ def _matching(queryset, column, values):
     text the server splits, which spares building and parsing thousands of
     placeholders (addresses, hashes and ids never contain a newline).
     """
-    if connection.vendor == "postgresql":
+    if sql.in_use():
         return queryset.filter(sql.match_any(queryset.model, column, values))
     if column == "LOWER(email)":
         return queryset.alias(email_key=Lower("email")).filter(email_key__in=values)

@@ -4,8 +4,6 @@ _DjangoWriter (the ORM, on any database) and _PostgresWriter (binary COPY and
 set-based SQL), with the columns they write.
 """
 
-from django.db import connection
-
 from crm import sql
 from crm.imports.columns import PERSON_FIELDS
 from crm.models import ConsentRecord, PartnerOrganisation, Subscription, Supporter
@@ -158,4 +156,4 @@ class _PostgresWriter(_DjangoWriter):
 
 
 def _writer():
-    return _PostgresWriter() if connection.vendor == "postgresql" else _DjangoWriter()
+    return _PostgresWriter() if sql.in_use() else _DjangoWriter()

@@ -172,7 +172,7 @@ def supporter_unsubscribe(
     unsubscribed from all of them.
     """
     topics = {topic.pk: topic for topic in [interest, *interests] if topic is not None}
-    if topics and connection.vendor == "postgresql":
+    if topics and sql.in_use():
         found = sql.subscriptions_withdraw(
             supporter=supporter,
             scope=("i.id = ANY(%s)", [list(topics)]),
@@ -230,7 +230,7 @@ def supporter_unsubscribe_from_mailing(
     writes for them (and nothing for topics already left), naming the mailing.
     A mailing sent for no interest returns [] and changes nothing.
     """
-    if connection.vendor == "postgresql":
+    if sql.in_use():
         return sql.subscriptions_withdraw(
             supporter=supporter,
             scope=(sql.sent_for_mailing("i"), [mailing.pk]),

@@ -76,7 +76,7 @@ def deliveries_claim(*, mailing_id: int, limit: int, worker: str) -> list[int]:
     now = timezone.now()
     until = now + timedelta(seconds=settings.RALLY_SEND_LEASE_SECONDS)
     sending = Mailing.Status.SENDING
-    if db.vendor == "postgresql":
+    if sql.in_use():
         ids = sql.deliveries_claim(
             mailing_id=mailing_id, limit=limit, worker=worker, until=until, now=now
         )
