@@ -4,8 +4,10 @@ Every raw SQL statement of mailings.
 Table and column names come from the models' _meta; values are always
 parameters. Each statement is here because docs/performance.md shows it pays:
 
-- Link reads without RawQuerySet: supporter_for_link (mailings.tokens) and
-  interests_with_choices (mailings.selfservice), built with crm.sql's helpers.
+- Link reads: supporter_for_link (mailings.tokens) and interests_with_choices
+  (mailings.selfservice), built with crm.sql's helpers. The same reads as ORM
+  querysets cost five times the CPU, more than the rest of the page
+  (bench/link_reads_bench.py).
 - Sending: deliveries_claim (the PostgreSQL twin of the ORM claim in
   mailings.sending.claims, FOR UPDATE SKIP LOCKED), deliveries_insert_audience
   (one INSERT … SELECT for the whole audience), deliveries_dispatch and
