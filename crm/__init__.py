@@ -6,13 +6,16 @@ Reads and writes
 
     models.py       the tables, their constraints and QuerySets (every read starts here)
     services/       every write: supporters.py, consent.py (Subscription, ConsentRecord,
-                    Suppression, with their AuditEvent in the same transaction),
-                    gdpr.py (data export, erasure), segments.py, audit.py
+                    Suppression, with their AuditEvent in the same transaction; one
+                    supporter, staff bulk actions, an import's grants and its revert),
+                    gdpr.py (data export, erasure), segments.py, audit.py (AuditEvent)
     imports/        partner list imports: files -> columns -> rows -> plan -> preview
-                    -> confirm (writers.py does the bulk inserts) -> revert
+                    -> confirm (writers.py bulk-inserts supporters and their history;
+                    subscriptions and consent go through services) -> revert
     exports.py      lists out of Rally (CSV, XLSX) and the partner sync file
     segments.py     rule-based segments: validation and translation to one filter
-    sql.py          every raw SQL statement (PostgreSQL), names from _meta
+    sql.py          every raw SQL statement (PostgreSQL), names from _meta; those that
+                    write consent tables are run only by services/
     estimates.py    row counts from PostgreSQL's statistics for long lists
 
 Interfaces

@@ -26,6 +26,7 @@ from crm.models import (
     Supporter,
     Suppression,
 )
+from crm.services import audit_event_add
 
 CHUNK = 5000
 
@@ -149,17 +150,15 @@ def supporter_rows(*, supporters, columns):
 
 def export_audit(*, actor, source, what, rows, columns, file_format, **detail):
     """Record an export in the audit trail: who, what, how many rows; never whom."""
-    AuditEvent.objects.create(
-        kind=AuditEvent.Kind.EXPORTED,
+    audit_event_add(
+        AuditEvent.Kind.EXPORTED,
         actor=actor,
         source=source,
-        detail={
-            "what": what,
-            "rows": rows,
-            "columns": list(columns),
-            "format": file_format,
-            **detail,
-        },
+        what=what,
+        rows=rows,
+        columns=list(columns),
+        format=file_format,
+        **detail,
     )
 
 

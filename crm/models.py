@@ -332,15 +332,25 @@ class ConsentRecordQuerySet(models.QuerySet):
         raise TypeError("Consent records are append-only; they cannot be updated.")
 
     def delete(self):
-        raise TypeError("Consent records are append-only; only supporter_erase() may remove them.")
+        raise TypeError(
+            "Consent records are append-only; only supporter_erase() and "
+            "supporters_delete_unused_import() may remove them."
+        )
 
     def _erase(self):
-        """Delete these records; used by erasure only."""
+        """Delete these records (supporter_erase and supporters_delete_unused_import only)."""
         return super().delete()
 
 
 class ConsentRecord(models.Model):
-    """One consent given or withdrawn. Never edited; deleted only by erasure."""
+    """One consent given or withdrawn. Never edited, and deleted only with its supporter.
+
+    Two services remove records, and no other code may (tests/test_consent_writes.py
+    checks): supporter_erase(), at the supporter's request, and
+    supporters_delete_unused_import(), which deletes people an import created
+    that nothing has used since, with the import's own grants. Everything
+    else withdraws: a "withdrawn" record is appended after the "granted" one.
+    """
 
     class Action(models.TextChoices):
         GRANTED = "granted", "Granted"
@@ -451,7 +461,10 @@ class ConsentRecord(models.Model):
         super().save(*args, **kwargs)
 
     def delete(self, *args, **kwargs):
-        raise TypeError("Consent records are append-only; only supporter_erase() may remove them.")
+        raise TypeError(
+            "Consent records are append-only; only supporter_erase() and "
+            "supporters_delete_unused_import() may remove them."
+        )
 
 
 class Suppression(models.Model):

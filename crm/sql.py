@@ -14,13 +14,17 @@ parameters. Each statement is here because docs/performance.md shows it pays:
 - One-click unsubscribe: subscriptions_withdraw, the PostgreSQL twin of
   crm.services.consent.supporter_unsubscribe.
 - Imports: the state check (match_any, import_state_fingerprint, the twin of
-  crm.imports.state._State.fingerprint), the lock taken while confirming, and
-  the bulk writes of crm.imports.writers._PostgresWriter (COPY and set-based SQL,
-  the twin of _DjangoWriter).
+  crm.imports.state._State.fingerprint), the lock taken while confirming, the
+  bulk writes of crm.imports.writers._PostgresWriter (COPY and set-based SQL,
+  the twin of _DjangoWriter), and import_subscribe, the PostgreSQL twin of
+  crm.services.consent.consents_grant_bulk.
 - The admin's list counts: table_row_estimate (crm.estimates).
 
 Only PostgreSQL runs these: callers ask in_use() whether to take a statement
 or its ORM twin, and the equivalence tests (tests/sql/) run both on PostgreSQL.
+Statements that write Subscription, ConsentRecord, Suppression or AuditEvent
+(subscriptions_withdraw, import_subscribe) are run only by crm.services, like
+every other write to those tables (tests/test_consent_writes.py checks).
 """
 
 import functools
@@ -292,7 +296,8 @@ def suppressions_lock():
         cursor.execute(f"LOCK TABLE {Suppression._meta.db_table} IN SHARE MODE")
 
 
-# Imports: the bulk writes (crm.imports.writers._PostgresWriter)
+# Imports: the bulk writes (crm.imports.writers._PostgresWriter; import_subscribe for
+# crm.services.consent.consents_grant_bulk)
 
 
 def _id_list(values):
@@ -386,9 +391,10 @@ def supporters_history_write(ids, *, fields, columns, kind, now, reason, actor_i
 def import_subscribe(grants, *, batch_id, actor_id, label, now):
     """Subscribe each (supporter, interest, partner) of `grants` and write its consent record.
 
-    One statement writes the subscriptions and, from the same rows, their
-    consent records, with the partner's lawful basis as it is now. A missing
-    partner leaves the basis NULL, which the column refuses.
+    The PostgreSQL way of crm.services.consent.consents_grant_bulk, its only
+    caller. One statement writes the subscriptions and, from the same rows,
+    their consent records, with the partner's lawful basis as it is now. A
+    missing partner leaves the basis NULL, which the column refuses.
     """
     subscription = Subscription._meta.db_table
     consent = ConsentRecord._meta.db_table

@@ -21,14 +21,15 @@ One module per step, each importing only the ones above it:
     state.py     what the database holds about a file's addresses, and its fingerprint
     plan.py      ImportOptions, ImportPlan, import_plan(): what importing does, row by row
     preview.py   import_preview(), import_replan(), import_expire_previews()
-    writers.py   the bulk writers: _DjangoWriter (ORM) and _PostgresWriter (COPY, SQL)
+    writers.py   supporters' bulk writers: _DjangoWriter (ORM) and _PostgresWriter (COPY, SQL)
     confirm.py   import_enqueue(), import_confirm(), import_recover(), progress
     revert.py    import_revert()
 
 Reading, matching and planning change nothing. Writes happen in preview.py
-(the batch and its stored plan; expiry), confirm.py (the batch's status and
-audit event; supporters, history, subscriptions and consent records through
-writers.py) and revert.py.
+(the batch and its stored plan; expiry), confirm.py (the batch's status;
+supporters and their history through writers.py; subscriptions, consent
+records and the batch's audit event through crm.services) and revert.py
+(through crm.services too).
 
 Work is set-based: existing supporters, subscriptions and suppressions are
 looked up in chunks of addresses, and rows are written in bulk (on

@@ -20,6 +20,7 @@ from crm.imports.plan import ImportOptions, _preview_digest
 from crm.imports.state import _look_up, _sql_fingerprint
 from crm.imports.writers import _writer
 from crm.models import AuditEvent, ImportBatch, Supporter, email_hasher
+from crm.services import audit_event_add, consents_grant_bulk
 
 logger = logging.getLogger(__name__)
 
@@ -247,17 +248,23 @@ def _confirm(batch, *, actor, progress):
         plan_data=None,
         error="",
     )
-    AuditEvent.objects.create(
-        kind=AuditEvent.Kind.IMPORTED,
+    audit_event_add(
+        AuditEvent.Kind.IMPORTED,
         actor=actor,
         source=f"import batch {batch.pk}",
-        detail={"batch": batch.pk, "partner": batch.partner.slug, **written},
+        batch=batch.pk,
+        partner=batch.partner.slug,
+        **written,
     )
     return written
 
 
 def _apply(plan, *, batch, actor, now, progress):
-    """Write a stored plan (ImportPlan.payload): supporters, history, subscriptions, consent."""
+    """Write a stored plan (ImportPlan.payload): supporters, history, subscriptions, consent.
+
+    Supporters and their history go through the writer; subscriptions and
+    consent records through crm.services.consents_grant_bulk.
+    """
     writer = _writer()
     creating, changing = plan["new"], plan["changed"]
     updating = [(pk, changes) for pk, changes, _, _ in changing if changes]
@@ -308,8 +315,8 @@ def _apply(plan, *, batch, actor, now, progress):
 
     label = "" if actor else "partner import command"
     for chunk in _chunks(grants):
-        writer.subscribe(
-            chunk, batch_id=batch.pk, actor_id=history["actor_id"], label=label, now=now
+        consents_grant_bulk(
+            grants=chunk, import_batch=batch, actor=actor, actor_label=label, now=now
         )
         done += len(chunk)
         progress("writing", done, total)

@@ -1,38 +1,18 @@
 """
-The two bulk writers an applied plan goes through, chosen by _writer():
-_DjangoWriter (the ORM, on any database) and _PostgresWriter (binary COPY and
-set-based SQL), with the columns they write.
+The two bulk writers of an applied plan's supporters and their history, chosen
+by _writer(): _DjangoWriter (the ORM, on any database) and _PostgresWriter
+(binary COPY and set-based SQL), with the columns they write. The plan's
+subscriptions and consent records are written by crm's consent services
+(consents_grant_bulk), like every write to a consent table.
 """
 
 from crm import sql
 from crm.imports.columns import PERSON_FIELDS
-from crm.models import ConsentRecord, PartnerOrganisation, Subscription, Supporter
+from crm.models import Supporter
 
 # What differs between the new supporters of a batch; what they share is
 # added by the writer (`fixed` in _apply).
 NEW_COLUMNS = ("email", "email_hash", *PERSON_FIELDS, "partner_id")
-SUBSCRIPTION_COLUMNS = (
-    "supporter_id",
-    "interest_id",
-    "status",
-    "subscribed_at",
-    "unsubscribed_at",
-    "updated_at",
-)
-CONSENT_COLUMNS = (
-    "supporter_id",
-    "interest_id",
-    "action",
-    "method",
-    "lawful_basis",
-    "wording",
-    "wording_version",
-    "partner_id",
-    "import_batch_id",
-    "actor_id",
-    "actor_label",
-    "created_at",
-)
 HISTORY_FIELDS = (
     "email",
     "first_name",
@@ -77,50 +57,21 @@ class _DjangoWriter:
 
     def write_history(self, ids, *, kind, now, reason, actor_id):
         """Record the current state of supporters `ids` in their history (simple-history)."""
+        history = Supporter.history.model
         states = Supporter.objects.filter(pk__in=ids).values_list("pk", *HISTORY_FIELDS)
-        self.insert(
-            Supporter.history.model,
-            HISTORY_COLUMNS,
-            [(*state, now, reason, kind, actor_id) for state in states],
-        )
-
-    def subscribe(self, grants, *, batch_id, actor_id, label, now):
-        """Subscribe each (supporter, interest, partner) and write its consent record."""
-        bases = dict(
-            PartnerOrganisation.objects.filter(
-                pk__in={partner_id for _, _, partner_id in grants}
-            ).values_list("pk", "lawful_basis")
-        )
-        subscribed = Subscription.Status.SUBSCRIBED
-        self.insert(
-            Subscription,
-            SUBSCRIPTION_COLUMNS,
-            [(pk, interest_id, subscribed, now, None, now) for pk, interest_id, _ in grants],
-        )
-        granted, method = ConsentRecord.Action.GRANTED, ConsentRecord.Method.PARTNER_IMPORT
-        shared = (batch_id, actor_id, label, now)
-        self.insert(
-            ConsentRecord,
-            CONSENT_COLUMNS,
-            [
-                (pk, interest_id, granted, method, bases[partner_id], "", "", partner_id, *shared)
-                for pk, interest_id, partner_id in grants
-            ],
-        )
-
-    def insert(self, model, columns, rows):
-        model.objects.bulk_create(
-            [model(**dict(zip(columns, values, strict=True))) for values in rows]
+        rows = [(*state, now, reason, kind, actor_id) for state in states]
+        history.objects.bulk_create(
+            [history(**dict(zip(HISTORY_COLUMNS, row, strict=True))) for row in rows]
         )
 
 
 class _PostgresWriter(_DjangoWriter):
     """Bulk writes with COPY and set-based SQL (crm.sql): several times faster than the ORM.
 
-    Rows are derived in the database where they can be (history from the
-    supporter rows, subscriptions and consent records from one list of ids
-    per 10,000), so only the new supporters and the filled fields travel
-    from Python row by row.
+    History rows are derived in the database from the supporter rows, so
+    only the new supporters and the filled fields travel from Python row by
+    row (consents_grant_bulk does the same for subscriptions and consent
+    records: one list of ids per 10,000).
     """
 
     def insert_supporters(self, rows, *, fixed):
@@ -147,12 +98,6 @@ class _PostgresWriter(_DjangoWriter):
             reason=reason,
             actor_id=actor_id,
         )
-
-    def subscribe(self, grants, *, batch_id, actor_id, label, now):
-        sql.import_subscribe(grants, batch_id=batch_id, actor_id=actor_id, label=label, now=now)
-
-    def insert(self, model, columns, rows):
-        sql.copy_rows(model._meta.db_table, columns, rows)
 
 
 def _writer():

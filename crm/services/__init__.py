@@ -6,11 +6,17 @@ change writes its consent record and audit event in the same transaction.
     supporters.py  supporter_create, supporter_get, supporter_revoke_links
     consent.py     consent_grant, supporter_unsubscribe(_from_mailing), suppression_add,
                    supporter_mark_undeliverable; the staff bulk actions
-                   supporters_subscribe, supporters_unsubscribe; an import's revert:
-                   consents_withdraw_bulk, supporters_delete_unused_import
+                   supporters_subscribe, supporters_unsubscribe; an import's grants:
+                   consents_grant_bulk; its revert: consents_withdraw_bulk,
+                   supporters_delete_unused_import
     gdpr.py        supporter_export_data, supporter_erase
     segments.py    segment_save, segments_delete, segment_add_members, segment_remove_members
-    audit.py       audit_event_add, the audit trail's writer for all of the above
+    audit.py       audit_event_add, the audit trail's writer for all of the above,
+                   and for imports and exports
+
+Rally's code writes Subscription, ConsentRecord, Suppression and AuditEvent
+only here (crm/demo.py's made-up history aside), and only code here runs
+crm.sql's statements that write them; tests/test_consent_writes.py checks both.
 
 Import from here (`from crm import services`; `from crm.services import x`).
 """
@@ -23,6 +29,7 @@ from crm.services.consent import (
     UNMAILABLE_STATUSES,
     BulkSubscription,
     consent_grant,
+    consents_grant_bulk,
     consents_withdraw_bulk,
     supporter_mark_undeliverable,
     supporter_unsubscribe,
@@ -50,6 +57,7 @@ __all__ = [
     "SegmentInUse",
     "audit_event_add",
     "consent_grant",
+    "consents_grant_bulk",
     "consents_withdraw_bulk",
     "segment_add_members",
     "segment_remove_members",

@@ -1,8 +1,14 @@
 """
 Consent and suppression: every write to Subscription, ConsentRecord and
 Suppression, each with its audit event in the same transaction. One supporter
-at a time (consent_grant, supporter_unsubscribe, supporter_mark_undeliverable)
-or in bulk for staff actions (supporters_subscribe, supporters_unsubscribe).
+at a time (consent_grant, supporter_unsubscribe, supporter_mark_undeliverable),
+in bulk for staff actions (supporters_subscribe, supporters_unsubscribe), and
+in bulk for partner imports (consents_grant_bulk when one is confirmed;
+consents_withdraw_bulk and supporters_delete_unused_import when one is
+reverted), whose one audit event per batch the caller writes.
+
+Where crm.sql holds a faster statement for a write (PostgreSQL), the service
+chooses it with sql.in_use(); nothing else calls crm.sql's writes to these tables.
 """
 
 from dataclasses import dataclass
@@ -18,6 +24,7 @@ from crm.models import (
     CampaignInterest,
     ConsentRecord,
     LawfulBasis,
+    PartnerOrganisation,
     Subscription,
     Supporter,
     Suppression,
@@ -412,6 +419,73 @@ def supporters_unsubscribe(*, supporters, interest: CampaignInterest, actor, met
             now=now,
         )
     return len(left)
+
+
+def consents_grant_bulk(
+    *, grants, import_batch, actor=None, actor_label: str = "", now=None
+) -> int:
+    """Subscribe and record consent for a partner import's grants; return how many.
+
+    `grants` is a list of (supporter id, interest id, partner id) with no
+    subscription yet: the caller (import_confirm) applies a plan that left
+    out anyone suppressed or opted out, after checking under locks that
+    nothing changed since (crm_subscription_unique refuses a second
+    subscription). Each gets a subscription and a "granted" consent record
+    by partner import, with the partner's lawful basis as it is now, naming
+    `import_batch`, `actor` and `actor_label`. The caller records one audit
+    event for the whole batch, so none is written per row.
+
+    The import's hot path: on PostgreSQL one statement writes both
+    (crm.sql.import_subscribe); elsewhere the ORM bulk-inserts them.
+    """
+    grants = list(grants)
+    if not grants:
+        return 0
+    now = now or timezone.now()
+    actor_id = actor.pk if actor else None
+    if sql.in_use():
+        sql.import_subscribe(
+            grants, batch_id=import_batch.pk, actor_id=actor_id, label=actor_label, now=now
+        )
+        return len(grants)
+    bases = dict(
+        PartnerOrganisation.objects.filter(
+            pk__in={partner_id for _, _, partner_id in grants}
+        ).values_list("pk", "lawful_basis")
+    )
+    Subscription.objects.bulk_create(
+        [
+            Subscription(
+                supporter_id=supporter_id,
+                interest_id=interest_id,
+                status=Subscription.Status.SUBSCRIBED,
+                subscribed_at=now,
+                unsubscribed_at=None,
+                updated_at=now,
+            )
+            for supporter_id, interest_id, _ in grants
+        ]
+    )
+    ConsentRecord.objects.bulk_create(
+        [
+            ConsentRecord(
+                supporter_id=supporter_id,
+                interest_id=interest_id,
+                action=ConsentRecord.Action.GRANTED,
+                method=ConsentRecord.Method.PARTNER_IMPORT,
+                lawful_basis=bases[partner_id],
+                wording="",
+                wording_version="",
+                partner_id=partner_id,
+                import_batch_id=import_batch.pk,
+                actor_id=actor_id,
+                actor_label=actor_label,
+                created_at=now,
+            )
+            for supporter_id, interest_id, partner_id in grants
+        ]
+    )
+    return len(grants)
 
 
 def consents_withdraw_bulk(

@@ -6,8 +6,7 @@ import pytest
 from django.utils import timezone
 
 from crm import imports
-from crm.imports import ImportFailed, ImportRefused
-from crm.imports.writers import _writer
+from crm.imports import ImportFailed, ImportRefused, confirm
 from crm.models import (
     AuditEvent,
     ConsentRecord,
@@ -94,16 +93,15 @@ def test_confirm_is_refused_when_the_stored_file_is_not_the_previewed_one(partne
 def test_a_failure_midway_leaves_the_database_as_it_was(partner_list, interest, monkeypatch):
     preview = partner_list(LIST, interests=[interest])
     state = database_state()
-    writer = _writer()
-    original = type(writer).subscribe
+    original = confirm.consents_grant_bulk
 
-    def fail_after_subscribing(self, grants, **kwargs):
+    def fail_after_subscribing(**kwargs):
         # Supporters, history, subscriptions and consent records are written by now.
-        original(self, grants, **kwargs)
+        original(**kwargs)
         assert ConsentRecord.objects.count() > state[2]
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(type(writer), "subscribe", fail_after_subscribing)
+    monkeypatch.setattr(confirm, "consents_grant_bulk", fail_after_subscribing)
     with pytest.raises(ImportFailed, match=r"failed \(RuntimeError\) and nothing was changed"):
         imports.import_confirm(batch_id=preview.batch.pk)
     assert database_state() == state
