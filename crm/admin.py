@@ -6,7 +6,7 @@ from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db import models
+from django.db import models, transaction
 from django.db.models import Prefetch
 from django.db.models.functions import Lower
 from django.http import HttpResponse
@@ -767,6 +767,14 @@ class SuppressionAdmin(admin.ModelAdmin):
             actor=request.user,
         )
         obj.pk = entry.pk
+
+    def delete_model(self, request, obj):
+        services.suppression_remove(entry=obj, actor=request.user)
+
+    def delete_queryset(self, request, queryset):
+        with transaction.atomic():
+            for entry in queryset:
+                services.suppression_remove(entry=entry, actor=request.user)
 
     def has_change_permission(self, request, obj=None):
         return False

@@ -25,9 +25,9 @@ def estimated_count(queryset) -> int | None:
         return None
     query = queryset.query
     if not query.where and not query.distinct and not query.combinator:
-        row = sql.table_row_estimate(connection, queryset.model)
+        rows = sql.table_row_estimate(connection, queryset.model)
         # -1: never vacuumed or analysed; EXPLAIN then guesses from the table's size.
-        if row and row[0] >= 0:
-            return row[0]
+        if rows >= 0:
+            return rows
     plan = json.loads(queryset.order_by().explain(format="json"))
     return round(plan[0]["Plan"]["Plan Rows"])

@@ -637,6 +637,7 @@ class AuditEvent(models.Model):
         CONSENT_GRANTED = "consent_granted", "Consent granted"
         CONSENT_WITHDRAWN = "consent_withdrawn", "Consent withdrawn"
         SUPPRESSED = "suppressed", "Address suppressed"
+        UNSUPPRESSED = "unsuppressed", "Address removed from the suppression list"
         SEGMENT_ADDED = "segment_added", "Added to segment"
         SEGMENT_REMOVED = "segment_removed", "Removed from segment"
         SEGMENT_CHANGED = "segment_changed", "Segment rules changed"

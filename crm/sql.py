@@ -454,4 +454,4 @@ def table_row_estimate(connection, model):
             "SELECT reltuples::bigint FROM pg_class WHERE oid = %s::regclass",
             [connection.ops.quote_name(model._meta.db_table)],
         )
-        return cursor.fetchone()
+        return cursor.fetchone()[0]

@@ -21,8 +21,9 @@ records (supporter_erase, supporters_delete_unused_import) do.
 
 What this cannot see: `.save()` or `.delete()` on an instance fetched earlier,
 writes through a model passed in a variable, and the admin's own generic
-deletes (the superuser's delete of a suppression; a supporter's delete is
-refused when it would cascade to consent records, which nobody may delete).
+deletes (a suppression's delete goes through suppression_remove, see
+tests/crm/test_admin_suppressions.py; a supporter's delete is refused when it
+would cascade to consent records, which nobody may delete).
 """
 
 import ast

@@ -4,7 +4,7 @@ change supporters, consent and suppression through these functions, so every
 change writes its consent record and audit event in the same transaction.
 
     supporters.py  supporter_create, supporter_get, supporter_revoke_links
-    consent.py     consent_grant, supporter_unsubscribe(_from_mailing), suppression_add,
+    consent.py     consent_grant, supporter_unsubscribe(_from_mailing), suppression_add/_remove,
                    supporter_mark_undeliverable; the staff bulk actions
                    supporters_subscribe, supporters_unsubscribe; an import's grants:
                    consents_grant_bulk; its revert: consents_withdraw_bulk,
@@ -38,6 +38,7 @@ from crm.services.consent import (
     supporters_subscribe,
     supporters_unsubscribe,
     suppression_add,
+    suppression_remove,
 )
 from crm.services.gdpr import supporter_erase, supporter_export_data
 from crm.services.segments import (
@@ -75,4 +76,5 @@ __all__ = [
     "supporters_subscribe",
     "supporters_unsubscribe",
     "suppression_add",
+    "suppression_remove",
 ]

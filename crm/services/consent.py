@@ -274,6 +274,20 @@ def suppression_add(
     return entry
 
 
+def suppression_remove(*, entry: Suppression, actor) -> None:
+    """Take an address off the suppression list, recording who did and what it said."""
+    with transaction.atomic():
+        audit_event_add(
+            AuditEvent.Kind.UNSUPPRESSED,
+            actor=actor,
+            source="admin",
+            reason=entry.reason,
+            note=entry.note,
+            added_at=entry.created_at.isoformat(),
+        )
+        entry.delete()
+
+
 # How strong a "no" each status is: a complaint outranks a hard bounce, which
 # outranks an unsubscribe at the ESP; erasure outranks everything.
 UNDELIVERABLE_RANK = {

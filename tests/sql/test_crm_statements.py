@@ -288,6 +288,6 @@ def test_table_row_estimate_is_the_row_count_after_analyze(db):
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {Supporter._meta.db_table}")
 
-    (estimate,) = sql.table_row_estimate(connection, Supporter)
+    estimate = sql.table_row_estimate(connection, Supporter)
 
     assert estimate == Supporter.objects.count() == 7

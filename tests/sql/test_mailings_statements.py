@@ -146,7 +146,7 @@ def test_deliveries_analyze_brings_the_planners_row_count_up_to_date(db):
 
     sql.deliveries_analyze()
 
-    assert crm_sql.table_row_estimate(connection, Delivery) == (6,)
+    assert crm_sql.table_row_estimate(connection, Delivery) == 6
 
 
 @pytest.mark.postgres
