@@ -112,6 +112,8 @@ def subscriptions_withdraw(
     newsletter. Like consent_grant it locks the supporter first, so the two
     never deadlock; a concurrent repeat waits, then finds nothing left to end.
     A repeat with nothing to end takes no lock and writes nothing.
+
+    Pays in bench/preferences_bench.py (docs/performance.md, "Supporter pages").
     """
     now = timezone.now()
     record = ConsentRecord(
@@ -245,6 +247,8 @@ def import_state_fingerprint(keys, hashes, *, fields, with_updated, separators):
     One statement reads and locks the same rows crm.imports.state._look_up
     would, in id order, and returns only the digest, so nothing travels back
     row by row.
+
+    Pays in bench/import_bench.py (docs/performance.md, "Partner import and export").
     """
     field_separator, record_separator, section_separator = separators
     fields = ", ".join(f"s.{name}" for name in fields)
@@ -291,6 +295,8 @@ def suppressions_lock():
 
     Suppressions added mid-import wait until it commits, so no address
     suppressed meanwhile is subscribed (webhooks simply retry later).
+
+    The ORM cannot lock a table: here for correctness, not speed.
     """
     with connection.cursor() as cursor:
         cursor.execute(f"LOCK TABLE {Suppression._meta.db_table} IN SHARE MODE")
@@ -306,7 +312,10 @@ def _id_list(values):
 
 
 def copy_rows(table, columns, rows):
-    """Write `rows` (values for `columns`) into `table` with one binary COPY."""
+    """Write `rows` (values for `columns`) into `table` with one binary COPY.
+
+    Pays in bench/import_bench.py (docs/performance.md, "Partner import and export").
+    """
     # Binary COPY: values go as the columns' own types, which spares
     # formatting and escaping every value as text (most of the Python time).
     quote = connection.ops.quote_name
@@ -327,7 +336,10 @@ def copy_rows(table, columns, rows):
 
 
 def supporter_ids_reserve(count):
-    """Return `count` new ids from the supporter table's own sequence."""
+    """Return `count` new ids from the supporter table's own sequence.
+
+    Pays in bench/import_bench.py (docs/performance.md, "Partner import and export").
+    """
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
@@ -345,6 +357,8 @@ def supporters_fill(changes, *, fields, now):
 
     The changes are copied into a temporary table, then one UPDATE applies
     them (a field not given keeps its value).
+
+    Pays in bench/import_bench.py (docs/performance.md, "Partner import and export").
     """
     quote = connection.ops.quote_name
     table = quote(Supporter._meta.db_table)
@@ -374,7 +388,10 @@ def supporters_fill(changes, *, fields, now):
 
 
 def supporters_history_write(ids, *, fields, columns, kind, now, reason, actor_id):
-    """Copy `fields` of supporters `ids` into their history rows (`columns`), in one statement."""
+    """Copy `fields` of supporters `ids` into their history rows (`columns`), in one statement.
+
+    Pays in bench/import_bench.py (docs/performance.md, "Partner import and export").
+    """
     quote = connection.ops.quote_name
     fields = ", ".join(quote(name) for name in fields)
     with connection.cursor() as cursor:
@@ -395,6 +412,8 @@ def import_subscribe(grants, *, batch_id, actor_id, label, now):
     caller. One statement writes the subscriptions and, from the same rows,
     their consent records, with the partner's lawful basis as it is now. A
     missing partner leaves the basis NULL, which the column refuses.
+
+    Pays in bench/import_bench.py (docs/performance.md, "Partner import and export").
     """
     subscription = Subscription._meta.db_table
     consent = ConsentRecord._meta.db_table
@@ -448,6 +467,9 @@ def table_row_estimate(connection, model):
     """Return PostgreSQL's estimate of the rows in `model`'s table (pg_class.reltuples).
 
     -1 means the table was never vacuumed or analysed.
+
+    The ORM cannot read pg_class; bench/crm_bench.py (docs/performance.md,
+    "CRM on a million supporters").
     """
     with connection.cursor() as cursor:
         cursor.execute(

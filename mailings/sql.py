@@ -59,6 +59,8 @@ def supporter_for_link(supporter_id, fields):
     """Return [the supporter `supporter_id`] (or []) with only `fields` loaded.
 
     It carries `suppressed`: whether its address is on the suppression list.
+
+    Pays in bench/link_reads_bench.py (docs/performance.md, "Link reads: plain SQL or the ORM").
     """
     with connection.cursor() as cursor:
         cursor.execute(_supporter_sql(fields), [supporter_id])
@@ -70,6 +72,8 @@ def interests_with_choices(*, supporter_id, mailing_id=None) -> list:
     """Return the public interests (or those mailing `mailing_id` was sent for).
 
     Each carries `subscribed`: whether supporter `supporter_id` is subscribed to it now.
+
+    Pays in bench/link_reads_bench.py (docs/performance.md, "Link reads: plain SQL or the ORM").
     """
     interest = CampaignInterest._meta.db_table
     subscription = Subscription._meta.db_table
@@ -98,6 +102,8 @@ def deliveries_claim(*, mailing_id, limit, worker, until, now) -> list[int]:
 
     Rows another transaction has locked are skipped, so two workers never get
     the same delivery.
+
+    Pays in bench/send_bench.py (docs/performance.md, "Sending").
     """
     delivery = Delivery._meta.db_table
     mailing = Mailing._meta.db_table
@@ -134,6 +140,8 @@ def deliveries_insert_audience(query, params, *, mailing_id, now):
 
     `query` and `params` are the ORM's SQL for the audience (one column);
     a supporter who already has a delivery of this mailing is left as is.
+
+    Pays in bench/send_bench.py (docs/performance.md, "Sending").
     """
     table = Delivery._meta.db_table
     # Columns without a database default must be listed; the rest are NULL.
@@ -158,7 +166,10 @@ def audience_tables():
 
 
 def tables_analyze_if_never(tables):
-    """PostgreSQL: ANALYZE each of `tables` that has over 1,000 rows and was never analysed."""
+    """PostgreSQL: ANALYZE each of `tables` that has over 1,000 rows and was never analysed.
+
+    The ORM cannot ANALYZE; bench/send_bench.py (docs/performance.md, "Sending").
+    """
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT relname FROM pg_stat_user_tables WHERE relname = ANY(%s) "
@@ -170,7 +181,10 @@ def tables_analyze_if_never(tables):
 
 
 def deliveries_analyze():
-    """PostgreSQL: ANALYZE the delivery table."""
+    """PostgreSQL: ANALYZE the delivery table.
+
+    The ORM cannot ANALYZE; bench/send_bench.py (docs/performance.md, "Sending").
+    """
     with connection.cursor() as cursor:
         cursor.execute(f"ANALYZE {Delivery._meta.db_table}")
 
@@ -179,6 +193,8 @@ def deliveries_dispatch(ids, *, now, until, worker) -> set[int]:
     """Mark the sending deliveries `ids` still leased to `worker` dispatched; return those ids.
 
     Their lease is renewed to `until`.
+
+    Pays in bench/send_bench.py (docs/performance.md, "Sending").
     """
     table = Delivery._meta.db_table
     placeholders = ", ".join(["%s"] * len(ids))
@@ -196,6 +212,8 @@ def deliveries_mark_sent(pairs, *, now):
     """Mark each (delivery id, ESP message id) of `pairs` sent, in one statement.
 
     One UPDATE … FROM (VALUES …), on PostgreSQL and SQLite alike.
+
+    Pays in bench/send_bench.py (docs/performance.md, "Sending").
     """
     values = ", ".join(["(CAST(%s AS BIGINT), %s)"] * len(pairs))
     params = [value for pk, message_id in pairs for value in (pk, message_id)]
@@ -213,7 +231,10 @@ def deliveries_mark_sent(pairs, *, now):
 
 
 def events_insert(rows, columns, *, now):
-    """Insert event rows (values of `columns`) whose delivery exists; return how many were new."""
+    """Insert event rows (values of `columns`) whose delivery exists; return how many were new.
+
+    Pays in bench/load_bench.py --no-send (docs/performance.md, "Tracking webhooks alone").
+    """
     quote = connection.ops.quote_name
     adapt = connection.ops.adapt_datetimefield_value
     table = quote(DeliveryEvent._meta.db_table)
@@ -237,7 +258,10 @@ def events_insert(rows, columns, *, now):
 
 
 def deliveries_set_times(column, values):
-    """Set `column` to each delivery's value in `values` ({id: datetime}), in one statement."""
+    """Set `column` to each delivery's value in `values` ({id: datetime}), in one statement.
+
+    Pays in bench/load_bench.py --no-send (docs/performance.md, "Tracking webhooks alone").
+    """
     table = Delivery._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
     rows = ", ".join(["(CAST(%s AS BIGINT), %s)"] * len(values))

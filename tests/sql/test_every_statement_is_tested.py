@@ -2,7 +2,8 @@
 
 A statement is a top-level function whose body opens a cursor. A test names
 it when a test module here refers to it (`sql.<name>`, or imports it). A new
-statement without a test fails here, naming it.
+statement without a test fails here, naming it; so does one whose docstring
+names neither the bench that justifies it nor what the ORM cannot do.
 """
 
 import ast
@@ -14,10 +15,14 @@ TESTS = Path(__file__).resolve().parent
 
 
 def statements(module):
-    """Return the top-level functions of `module` that call `.cursor(` themselves."""
+    """Return the names of the top-level functions of `module` that call `.cursor(` themselves."""
+    return [node.name for node in statement_nodes(module)]
+
+
+def statement_nodes(module):
     tree = ast.parse((ROOT / module).read_text(), filename=str(module))
     return [
-        node.name
+        node
         for node in tree.body
         if isinstance(node, ast.FunctionDef)
         and any(
@@ -62,4 +67,17 @@ def test_every_statement_has_a_test_here():
     assert not missing, (
         "statements no test in tests/sql/ runs (add one that runs each on PostgreSQL, "
         "and an equivalence test if it has an ORM twin):\n" + "\n".join(missing)
+    )
+
+
+def test_every_statement_says_why_it_is_sql():
+    unjustified = [
+        f"{module}: {node.name}"
+        for module in SQL_MODULES
+        for node in statement_nodes(module)
+        if not any(why in (ast.get_docstring(node) or "") for why in ("bench/", "The ORM cannot"))
+    ]
+    assert not unjustified, (
+        "statements whose docstring names no bench/ script (say which measurement "
+        "shows the SQL pays, or why the ORM cannot say it):\n" + "\n".join(unjustified)
     )
