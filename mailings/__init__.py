@@ -13,6 +13,8 @@ Sending (docs/sending.md)
     emails.py       building each message (merge fields, List-Unsubscribe headers)
     esp.py          what differs between ESPs, as lookup tables
     tasks.py        every Celery task of the app: thin, taking ids
+    sql.py          every raw statement of the app (link reads, claims, tracking
+                    writes), names from _meta; in_use() picks the claim's ORM twin
 
 Tracking (ESP -> Rally)
 
