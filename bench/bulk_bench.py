@@ -89,6 +89,8 @@ def main():
         raise SystemExit("Set DATABASE_URL to a PostgreSQL database.")
 
     call_command("migrate", verbosity=0)
+    # DEBUG is off, so the admin's pages need the collected static files' manifest.
+    call_command("collectstatic", interactive=False, verbosity=0)
     if Supporter.objects.count() < args.supporters:
         call_command("seed_demo", supporters=args.supporters, verbosity=0)
     client = staff_client()

@@ -208,9 +208,11 @@ def prepare(args):
         cursor.execute(
             "INSERT INTO mailings_delivery (mailing_id, supporter_id, status, attempts, "
             "claimed_by, esp_message_id, error, sent_at, created_at) "
-            "SELECT %s, id, 'sent', 1, '', 'bench-' || id, '', now(), now() "
+            # Message ids unique to this run: an earlier run's events must not
+            # name this run's deliveries.
+            "SELECT %s, id, 'sent', 1, '', 'bench-' || %s || '-' || id, '', now(), now() "
             f"FROM ({ours}) s",
-            [earlier.pk],
+            [earlier.pk, earlier.pk],
         )
         cursor.execute("ANALYZE")
     deliveries = list(

@@ -73,6 +73,8 @@ def parse_args():
 def setup_django():
     import django
 
+    for name in ("DEBUG", "SECRET_KEY"):
+        os.environ.setdefault(name, WORKER_ENV[name])
     django.setup()
     from django.core.management import call_command
 
