@@ -20,7 +20,7 @@ Reads and writes
 
 Interfaces
 
-    admin.py, sync_admin.py   the staff admin (supporters, segments; import and export screens)
+    admin/                    the staff admin (a package: supporters, segments, imports and exports)
     resources.py              django-import-export declarations, handing work to imports/exports
     tasks.py                  Celery entry points (imports, their recovery and expiry)
     management/commands/      import_supporters, export_partner_sync, ensure_admin

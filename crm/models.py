@@ -60,6 +60,9 @@ class PartnerOrganisation(models.Model):
     last_synced_at = models.DateTimeField(
         null=True, blank=True, help_text="When we last sent this partner their sync export."
     )
+    # The partner's file headers last matched to Rally's fields at import:
+    # {"their header": "rally field" or ""}, offered again for their next file.
+    column_mapping = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -510,6 +513,10 @@ class Segment(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # How many members it had when last counted (a periodic task and saving
+    # count it), so lists show sizes without counting every segment per view.
+    size = models.PositiveIntegerField(null=True, blank=True, editable=False)
+    size_counted_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

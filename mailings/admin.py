@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.views.decorators.http import require_POST
 
-from crm.admin import EstimatingPaginator, ReadOnlyAdmin
+from crm.admin.common import EstimatingPaginator, ReadOnlyAdmin
 from crm.models import Supporter
 from crm.segments import SegmentRuleError
 from crm.segments import changes_since as segment_changes

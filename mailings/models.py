@@ -97,6 +97,10 @@ class Mailing(models.Model):
     last_error = models.TextField(
         blank=True, editable=False, help_text="Why sending stopped, when it stopped by itself."
     )
+    # The report's headline figures (mailings.reports.summary) when last counted,
+    # so lists and the dashboard show rates without counting deliveries per view.
+    stats = models.JSONField(default=dict, blank=True, editable=False)
+    stats_counted_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )

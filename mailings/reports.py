@@ -113,8 +113,13 @@ def _unsubscribe_like(url):
     )
 
 
-def report(mailing: Mailing) -> dict:
-    """Return the figures of the mailing's report page."""
+def summary(mailing: Mailing) -> dict:
+    """Count what happened to a mailing's deliveries: the report's headline figures.
+
+    Rates are percentages of the messages sent. Counting reads every delivery
+    of the mailing; lists and the dashboard read the copy stats_refresh keeps
+    in Mailing.stats instead.
+    """
     deliveries = Delivery.objects.filter(mailing=mailing)
     figures = deliveries.aggregate(
         recipients=Count("id"),
@@ -140,6 +145,21 @@ def report(mailing: Mailing) -> dict:
     base = figures["sent"] or 1
     for key in ("delivered", "bounced", "complained", "opened", "clicked", "unsubscribed"):
         figures[f"{key}_percent"] = round(100 * figures[key] / base, 1)
+    return figures
+
+
+def stats_refresh(mailing: Mailing, now=None) -> dict:
+    """Count the mailing's figures (summary) and keep them in Mailing.stats with the time."""
+    figures = summary(mailing)
+    now = now or timezone.now()
+    Mailing.objects.filter(pk=mailing.pk).update(stats=figures, stats_counted_at=now)
+    mailing.stats, mailing.stats_counted_at = figures, now
+    return figures
+
+
+def report(mailing: Mailing) -> dict:
+    """Return the figures of the mailing's report page."""
+    figures = stats_refresh(mailing)
 
     links = []
     personal = 0

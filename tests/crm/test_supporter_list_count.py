@@ -4,7 +4,7 @@ import pytest
 from django.db import connection
 from django.urls import reverse
 
-from crm.admin import EstimatingPaginator
+from crm.admin.common import EstimatingPaginator
 from crm.models import Supporter, email_hash
 
 pytestmark = pytest.mark.django_db

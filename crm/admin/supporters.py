@@ -1,108 +1,38 @@
+"""Supporters in the staff admin: the list, its filters and bulk actions, a supporter's page."""
+
 import json
 
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.core.cache import cache
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
-from django.db import models, transaction
+from django.core.exceptions import PermissionDenied
 from django.db.models import Prefetch
 from django.db.models.functions import Lower
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.functional import cached_property
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django_countries import countries
 from simple_history.admin import SimpleHistoryAdmin
 
 from crm import services
-from crm.estimates import estimated_count
+from crm.admin.common import EstimatingPaginator
+from crm.admin.sync import (  # also registers ImportBatchAdmin
+    SupporterImportExportMixin,
+)
 from crm.models import (
-    AuditEvent,
     CampaignInterest,
     ConsentRecord,
-    PartnerOrganisation,
     Segment,
     Subscription,
     Supporter,
-    Suppression,
     Tag,
 )
 from crm.segments import (
-    MAX_DAYS,
-    RULE_KEYS,
     SegmentRuleError,
-    mailings_using,
-    validate_rules,
 )
-from crm.sync_admin import (  # also registers ImportBatchAdmin
-    PartnerSyncMixin,
-    SegmentExportMixin,
-    SupporterImportExportMixin,
-)
-
-
-class EstimatingPaginator(Paginator):
-    """Count a list exactly up to EXACT_UP_TO rows; past that, take PostgreSQL's estimate.
-
-    Counting stops at EXACT_UP_TO + 1 rows, so a page of a million supporters
-    never reads them all; the count shown is then PostgreSQL's estimate
-    (crm.estimates), which templates/admin/pagination.html calls "about"
-    so many. Other databases (SQLite in development) count exactly.
-    """
-
-    EXACT_UP_TO = 10_000
-    estimates = True  # the admin's templates show count_text for this paginator
-
-    @cached_property
-    def _counted(self) -> tuple[int, bool]:
-        # Unordered: the list's order would make PostgreSQL walk the rows in that
-        # order to find the first so many (ten times slower under a filter).
-        exact = self.object_list.order_by()[: self.EXACT_UP_TO + 1].count()
-        if exact <= self.EXACT_UP_TO:
-            return exact, False
-        estimate = estimated_count(self.object_list)
-        if estimate is None:
-            return self.object_list.count(), False
-        # Statistics older than the table's growth may say fewer than were just counted.
-        return max(estimate, self.EXACT_UP_TO + 1), True
-
-    @property
-    def count(self):
-        return self._counted[0]
-
-    @property
-    def estimated(self) -> bool:
-        return self._counted[1]
-
-    @property
-    def count_text(self) -> str:
-        """Return "2,000", or past EXACT_UP_TO "about 120,000" or "about 1.2 million"."""
-        count = self.count
-        if not self.estimated:
-            return f"{count:,}"
-        if count >= 1_000_000:
-            return f"about {count / 1_000_000:.1f}".removesuffix(".0") + " million"
-        return f"about {round(count, 2 - len(str(count))):,}"
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """For records only services write (consent, audit, deliveries): staff look, never touch."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
-# List filters ------------------------------------------------------------------
 
 
 class InterestFilter(admin.SimpleListFilter):
@@ -514,286 +444,3 @@ class SupporterAdmin(SupporterImportExportMixin, SimpleHistoryAdmin):
         )
         self.message_user(request, f"Removed {count} supporter(s) from “{segment}”.")
         return None
-
-
-# Segments ------------------------------------------------------------------------
-
-
-class SegmentForm(forms.ModelForm):
-    """Edit a rule-based segment's saved definition through ordinary fields."""
-
-    interests = forms.ModelMultipleChoiceField(
-        CampaignInterest.objects.all(),
-        required=False,
-        to_field_name="slug",
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Subscribed to any of these.",
-    )
-    partners = forms.ModelMultipleChoiceField(
-        PartnerOrganisation.objects.all(),
-        required=False,
-        to_field_name="slug",
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Came from any of these partners.",
-    )
-    countries = forms.CharField(
-        required=False, help_text="ISO country codes separated by commas, e.g. GB, IE."
-    )
-    postcode_prefixes = forms.CharField(
-        required=False, help_text="Postcode starts with any of these, e.g. SW1, E1."
-    )
-    tags = forms.CharField(required=False, help_text="Tag names separated by commas.")
-    statuses = forms.MultipleChoiceField(
-        choices=Supporter.Status.choices, required=False, widget=forms.CheckboxSelectMultiple
-    )
-    joined_after = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    joined_before = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    opened_within_days = forms.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=MAX_DAYS,
-        help_text=f"Opened any mailing in the last N days (1 to {MAX_DAYS:,}).",
-    )
-    clicked_within_days = forms.IntegerField(
-        required=False,
-        min_value=1,
-        max_value=MAX_DAYS,
-        help_text=f"Clicked a link in any mailing in the last N days (1 to {MAX_DAYS:,}).",
-    )
-
-    class Meta:
-        model = Segment
-        fields = ("name", "description", "kind")
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        rules = self.instance.rules or {}
-        for key in RULE_KEYS:
-            value = rules.get(key)
-            if value is None:
-                continue
-            if key in ("countries", "postcode_prefixes", "tags"):
-                value = ", ".join(value)
-            self.initial[key] = value
-
-    def clean(self):
-        cleaned = super().clean()
-        if cleaned.get("kind") != Segment.Kind.RULES:
-            self.rules = {}
-            return cleaned
-        rules = {}
-        for key in RULE_KEYS:
-            value = cleaned.get(key)
-            if value in (None, "", []):
-                continue
-            if key in ("interests", "partners"):
-                value = [obj.slug for obj in value]
-            elif key in ("countries", "postcode_prefixes", "tags"):
-                value = [part.strip() for part in value.split(",") if part.strip()]
-            elif key in ("joined_after", "joined_before"):
-                value = value.isoformat()
-            elif key == "statuses":
-                value = list(value)
-            rules[key] = value
-        try:
-            self.rules = validate_rules(rules)
-        except ValidationError as error:
-            raise forms.ValidationError(error.messages) from None
-        return cleaned
-
-    def save(self, commit=True):
-        self.instance.rules = self.rules
-        return super().save(commit)
-
-
-@admin.register(Segment)
-class SegmentAdmin(SegmentExportMixin, admin.ModelAdmin):
-    form = SegmentForm
-    list_display = ("name", "kind", "description")
-    list_filter = ("kind",)
-    search_fields = ("name",)
-    readonly_fields = ("live_count", "preview")
-    fieldsets = (
-        (None, {"fields": ("name", "description", "kind")}),
-        (
-            "Rules (rule-based segments)",
-            {
-                "fields": (
-                    "interests",
-                    "partners",
-                    "countries",
-                    "postcode_prefixes",
-                    "tags",
-                    "statuses",
-                    ("joined_after", "joined_before"),
-                    "opened_within_days",
-                    "clicked_within_days",
-                )
-            },
-        ),
-        ("Members now", {"fields": ("live_count", "preview")}),
-    )
-
-    def save_model(self, request, obj, form, change):
-        services.segment_save(segment=obj, actor=request.user)
-        if change and set(form.changed_data) & {"kind", *RULE_KEYS}:
-            in_use = mailings_using([obj.pk])
-            if in_use:
-                self.message_user(
-                    request,
-                    "The audience of mailings still to be sent changed with this segment: "
-                    + "; ".join(in_use)
-                    + ". Their pages say so.",
-                    messages.WARNING,
-                )
-
-    # A segment that a mailing still to be sent uses is protected from deletion,
-    # so the delete page and the bulk delete action name the mailings and refuse.
-    def get_deleted_objects(self, objs, request):
-        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
-        protected = [*protected, *mailings_using([segment.pk for segment in objs])]
-        return deleted, counts, perms_needed, protected
-
-    def delete_model(self, request, obj):
-        services.segments_delete(segments=[obj], actor=request.user)
-
-    def delete_queryset(self, request, queryset):
-        services.segments_delete(segments=queryset, actor=request.user)
-
-    def delete_view(self, request, object_id, extra_context=None):
-        try:
-            return super().delete_view(request, object_id, extra_context)
-        except services.SegmentInUse as error:  # a mailing took it up since the page was shown
-            self.message_user(request, error.message, messages.ERROR)
-            return redirect("admin:crm_segment_change", object_id)
-
-    def changelist_view(self, request, extra_context=None):
-        try:
-            return super().changelist_view(request, extra_context)
-        except services.SegmentInUse as error:  # likewise, for the bulk delete action
-            self.message_user(request, error.message, messages.ERROR)
-            return redirect("admin:crm_segment_changelist")
-
-    def _members(self, segment):
-        if segment.pk is None:
-            return None
-        try:
-            return segment.supporters()
-        except SegmentRuleError as error:
-            return error
-
-    @admin.display(description="live count")
-    def live_count(self, segment):
-        members = self._members(segment)
-        if members is None:
-            return "Save the segment to see who is in it."
-        if isinstance(members, SegmentRuleError):
-            return f"Cannot be evaluated: {members.message}"
-        return f"{members.count():,} supporters"
-
-    @admin.display(description="first members")
-    def preview(self, segment):
-        members = self._members(segment)
-        if members is None or isinstance(members, SegmentRuleError):
-            return "—"
-        rows = members.order_by("-created_at", "-pk")[:10]
-        if not rows:
-            return "Nobody matches."
-        return format_html(
-            "<ul>{}</ul>",
-            format_html_join(
-                "",
-                '<li><a href="{}">{}</a></li>',
-                ((reverse("admin:crm_supporter_change", args=[s.pk]), str(s)) for s in rows),
-            ),
-        )
-
-
-@admin.register(CampaignInterest)
-class CampaignInterestAdmin(admin.ModelAdmin):
-    list_display = ("name", "slug", "is_public", "position", "subscriber_count")
-    list_editable = ("position",)
-    prepopulated_fields = {"slug": ("name",)}
-
-    @admin.display(description="subscribers")
-    def subscriber_count(self, interest):
-        return interest.subscriptions.filter(status=Subscription.Status.SUBSCRIBED).count()
-
-
-@admin.register(PartnerOrganisation)
-class PartnerOrganisationAdmin(PartnerSyncMixin, admin.ModelAdmin):
-    # Websites typed without a scheme are https (Django 6's default, chosen now).
-    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    list_display = ("name", "slug", "lawful_basis", "agreement_date", "is_active", "last_synced_at")
-    list_filter = ("is_active", "lawful_basis")
-    prepopulated_fields = {"slug": ("name",)}
-    search_fields = ("name",)
-
-
-@admin.register(Tag)
-class TagAdmin(admin.ModelAdmin):
-    search_fields = ("name",)
-
-
-class SuppressionForm(forms.ModelForm):
-    email_to_suppress = forms.EmailField(
-        label="Email address", help_text="Only a keyed hash of the address is stored."
-    )
-
-    class Meta:
-        model = Suppression
-        fields = ("reason", "note")
-
-
-@admin.register(Suppression)
-class SuppressionAdmin(admin.ModelAdmin):
-    """Staff add addresses by typing them; the list shows only hashes and reasons."""
-
-    form = SuppressionForm
-    list_display = ("created_at", "reason", "note")
-    list_filter = ("reason",)
-    readonly_fields = ("email_hash", "reason", "note", "created_by", "created_at")
-
-    def get_fields(self, request, obj=None):
-        if obj is None:
-            return ("email_to_suppress", "reason", "note")
-        return self.readonly_fields
-
-    def save_model(self, request, obj, form, change):
-        entry = services.suppression_add(
-            email=form.cleaned_data["email_to_suppress"],
-            reason=obj.reason,
-            note=obj.note,
-            actor=request.user,
-        )
-        obj.pk = entry.pk
-
-    def delete_model(self, request, obj):
-        services.suppression_remove(entry=obj, actor=request.user)
-
-    def delete_queryset(self, request, queryset):
-        with transaction.atomic():
-            for entry in queryset:
-                services.suppression_remove(entry=entry, actor=request.user)
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
-@admin.register(ConsentRecord)
-class ConsentRecordAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "supporter", "interest", "action", "method", "partner")
-    list_filter = ("action", "method", "interest")
-    raw_id_fields = ("supporter",)
-    list_select_related = ("supporter", "interest", "partner")
-    paginator = EstimatingPaginator
-    show_full_result_count = False
-
-
-@admin.register(AuditEvent)
-class AuditEventAdmin(ReadOnlyAdmin):
-    list_display = ("created_at", "kind", "supporter_id", "actor", "source")
-    list_filter = ("kind",)
-    list_select_related = ("actor",)
-    paginator = EstimatingPaginator
-    show_full_result_count = False
