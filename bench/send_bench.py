@@ -20,7 +20,8 @@ API call) and `celery worker` processes on the "sending" queue, presses
   connections.
 
 Prints the audience resolution time, the send rate over time, the totals,
-the peak memory (VmHWM) of every worker process, and checks that the
+the peak memory (VmHWM) of every worker process, the workers' CPU time per
+message (steadier than the rate when the machine is shared), and checks that the
 simulator received each recipient exactly once and that every Delivery row
 is "sent". Target: batch under 120 s (over 800 messages/s), workers under
 300 MB each.
@@ -167,6 +168,15 @@ def peak_memory_mb(pid):
     return 0.0
 
 
+def cpu_seconds(pid):
+    """Return the CPU time (user + system) process `pid` has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(args, mode, interest):
     import redis
     from django.contrib.auth import get_user_model
@@ -235,6 +245,8 @@ def run(args, mode, interest):
     )
     mailing.interests.set([interest])
     staff, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_staff": True})
+    # CPU time, unlike the rate, hardly moves when other work shares the machine.
+    cpu_before = {pid: cpu_seconds(pid) for w in workers for pid in group_pids(w.pid)}
     started = time.monotonic()
     services.mailing_send_now(mailing=mailing, actor=staff)
     samples = []
@@ -265,9 +277,11 @@ def run(args, mode, interest):
                 raise SystemExit("the mailing did not finish")
             time.sleep(0.2)
         finished_at = time.monotonic() - started
+        worker_cpu = 0.0
         for worker in workers:
             for pid in group_pids(worker.pid):
                 memory[pid] = max(memory.get(pid, 0), peak_memory_mb(pid))
+                worker_cpu += cpu_seconds(pid) - cpu_before.get(pid, 0.0)
         received = Counter(client.recipients())
     finally:
         for process in [*workers, sink]:
@@ -289,6 +303,8 @@ def run(args, mode, interest):
     print(f"  deliveries: {dict(statuses)}")
     peak = max(memory.values()) if memory else 0
     print(f"  peak memory per worker process: {peak:.0f} MB (over {len(memory)} processes)")
+    cpu_ms = 1000 * worker_cpu / args.recipients
+    print(f"  worker CPU: {worker_cpu:.1f}s in all, {cpu_ms:.2f} ms per message")
     expected = set(
         Delivery.objects.filter(mailing=mailing).values_list("supporter__email", flat=True)
     )
@@ -307,6 +323,7 @@ def run(args, mode, interest):
         "finished_at": finished_at,
         "rate": args.recipients / accepted_at,
         "peak_mb": peak,
+        "cpu_ms": cpu_ms,
         "exactly_once": exactly_once,
     }
 
@@ -323,7 +340,8 @@ def main():
     for r in results:
         verdict = "exactly once" if r["exactly_once"] else "NOT EXACTLY ONCE"
         print(f"  {r['mode']:<10} {r['accepted_at']:6.1f}s  {r['rate']:7,.0f} msg/s  "
-              f"peak {r['peak_mb']:.0f} MB/worker  {verdict}")  # fmt: skip
+              f"peak {r['peak_mb']:.0f} MB/worker  CPU {r['cpu_ms']:.2f} ms/msg  "
+              f"{verdict}")  # fmt: skip
     if not all(r["exactly_once"] for r in results):
         raise SystemExit(1)
 
