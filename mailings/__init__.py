@@ -35,6 +35,7 @@ Supporters (docs/self-service.md)
 Staff
 
     admin.py        compose, preview, test-send, send or schedule, progress, report
-    reports.py      figures for a mailing's page and report
+    reports.py      figures for a mailing's page, report and the mailing list (Mailing.stats)
+    report_people.py  the report's lists of people, made into static segments or CSV files
     demo.py         demo newsletters; manage.py seed_demo loads them with crm's demo data
 """

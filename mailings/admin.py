@@ -5,11 +5,17 @@ only users with mailings.send_mailing (Campaign managers, superusers) may
 send, schedule, pause, resume, cancel or test-send.
 """
 
+from urllib.parse import urlencode
+
 from csp.decorators import csp_update
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect, JsonResponse
+from django.core.paginator import Paginator
+from django.db.models import FloatField
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast
+from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -22,11 +28,20 @@ from crm.models import Supporter
 from crm.segments import SegmentRuleError
 from crm.segments import changes_since as segment_changes
 from crm.services import supporter_get
-from mailings import emails, reports, services
+from mailings import emails, report_people, reports, services
+from mailings.exceptions import ListRefused
 from mailings.forms import TestSendForm
 from mailings.models import Delivery, Mailing
 
 SEND_PERMISSION = "mailings.send_mailing"
+# The report's lists name supporters; making a segment of one, or a file, is
+# what the CRM's own segment and export permissions allow. Campaign managers
+# may look at the lists; membership staff (and superusers) may also make
+# segments and files of them, as crm.roles decides for the rest of the CRM.
+PEOPLE_PERMISSION = "crm.view_supporter"
+SEGMENT_PERMISSION = "crm.add_segment"
+EXPORT_PERMISSION = "crm.export_supporters"
+PEOPLE_PER_PAGE = 50
 
 
 class MailingForm(forms.ModelForm):
@@ -78,10 +93,25 @@ def _find_supporter(value):
     return supporter_get(value)
 
 
+def _stat_order(key):
+    """Order the list by one of the figures kept in Mailing.stats (a number in JSON)."""
+    return Cast(KT(f"stats__{key}"), FloatField())
+
+
 @admin.register(Mailing)
 class MailingAdmin(admin.ModelAdmin):
     form = MailingForm
-    list_display = ("name", "subject", "status_badge", "when", "recipients", "created_at")
+    list_display = (
+        "name_and_subject",
+        "status_badge",
+        "when",
+        "recipients",
+        "opened",
+        "clicked",
+        "unsubscribed",
+    )
+    # The name column makes its own link, with the subject beneath it.
+    list_display_links = None
     list_filter = ("status",)
     search_fields = ("name", "subject")
     date_hierarchy = "created_at"
@@ -122,16 +152,61 @@ class MailingAdmin(admin.ModelAdmin):
 
     @admin.display(description="status", ordering="status")
     def status_badge(self, mailing):
-        return mailing.get_status_display()
+        if mailing.recipient_count is None:
+            return mailing.get_status_display()
+        url = reverse("admin:mailings_mailing_report", args=[mailing.pk])
+        return format_html(
+            '{}<br><a href="{}" class="rally-report-link">View report</a>',
+            mailing.get_status_display(),
+            url,
+        )
 
-    @admin.display(description="scheduled / sent")
+    @admin.display(description="sent or scheduled")
     def when(self, mailing):
         moment = mailing.finished_at or mailing.started_at or mailing.scheduled_at
-        return timezone.localtime(moment).strftime("%d %b %Y %H:%M") if moment else "—"
+        if moment is None:
+            return f"not yet (created {timezone.localtime(mailing.created_at):%-d %b %Y})"
+        return timezone.localtime(moment).strftime("%-d %b %Y, %H:%M")
 
-    @admin.display(description="recipients", ordering="recipient_count")
+    @admin.display(description="sent to", ordering="recipient_count")
     def recipients(self, mailing):
         return "—" if mailing.recipient_count is None else f"{mailing.recipient_count:,}"
+
+    @admin.display(description="mailing and subject", ordering="name")
+    def name_and_subject(self, mailing):
+        """The name, linked, and beneath it the subject as a reader sees it (no merge syntax)."""
+        return format_html(
+            '<a href="{}">{}</a><span class="rally-subject">{}</span>',
+            reverse("admin:mailings_mailing_change", args=[mailing.pk]),
+            mailing.name,
+            emails.as_read(mailing.subject),
+        )
+
+    # Rates come from the figures kept in Mailing.stats (counted when sending
+    # ends, by the report page and every few minutes by beat for a month):
+    # the list never counts deliveries.
+    def _rate(self, mailing, key):
+        figures = mailing.stats or {}
+        if mailing.is_editable or not figures.get("sent"):
+            return "—"
+        return format_html(
+            '<span title="{} of {} sent">{}%</span>',
+            f"{figures.get(key, 0):,}",
+            f"{figures['sent']:,}",
+            figures.get(f"{key}_percent", 0),
+        )
+
+    @admin.display(description="opened", ordering=_stat_order("opened_percent"))
+    def opened(self, mailing):
+        return self._rate(mailing, "opened")
+
+    @admin.display(description="clicked", ordering=_stat_order("clicked_percent"))
+    def clicked(self, mailing):
+        return self._rate(mailing, "clicked")
+
+    @admin.display(description="unsubscribed", ordering=_stat_order("unsubscribed_percent"))
+    def unsubscribed(self, mailing):
+        return self._rate(mailing, "unsubscribed")
 
     # -- permissions: content is frozen once sending starts --
 
@@ -175,6 +250,21 @@ class MailingAdmin(admin.ModelAdmin):
             path("<int:pk>/schedule/", view(self.schedule_view), name="mailings_mailing_schedule"),
             path("<int:pk>/report/", view(self.report_view), name="mailings_mailing_report"),
             path(
+                "<int:pk>/report/people/",
+                view(self.people_view),
+                name="mailings_mailing_report_people",
+            ),
+            path(
+                "<int:pk>/report/people/segment/",
+                view(require_POST(self.people_segment_view)),
+                name="mailings_mailing_report_segment",
+            ),
+            path(
+                "<int:pk>/report/people/export/",
+                view(require_POST(self.people_export_view)),
+                name="mailings_mailing_report_export",
+            ),
+            path(
                 "<int:pk>/progress.json",
                 view(self.progress_view),
                 name="mailings_mailing_progress",
@@ -205,6 +295,10 @@ class MailingAdmin(admin.ModelAdmin):
             "original": mailing,
             "mailing": mailing,
             "can_send": request.user.has_perm(SEND_PERMISSION),
+            "subject_as_read": emails.as_read(mailing.subject),
+            "can_see_people": request.user.has_perm(PEOPLE_PERMISSION),
+            "can_make_segment": request.user.has_perm(SEGMENT_PERMISSION),
+            "can_export": request.user.has_perm(EXPORT_PERMISSION),
             **extra,
         }
 
@@ -369,7 +463,10 @@ class MailingAdmin(admin.ModelAdmin):
         return self._back(mailing)
 
     ACTIONS = {
-        "pause": (services.mailing_pause, "Paused. Messages already handed to the ESP still go."),
+        "pause": (
+            services.mailing_pause,
+            "Paused. Messages already handed to the email service still go.",
+        ),
         "resume": (services.mailing_resume, "Sending again."),
         "cancel": (services.mailing_cancel, "Cancelled. Nothing more will be sent."),
         "unschedule": (services.mailing_unschedule, "Back to draft; it will not be sent."),
@@ -386,7 +483,10 @@ class MailingAdmin(admin.ModelAdmin):
         mailing = self._mailing(request, pk, send=True)
         if action == "resend-unknown":
             count = services.deliveries_resend_unknown(mailing=mailing, actor=request.user)
-            messages.success(request, f"{count:,} deliveries of unknown fate queued again.")
+            messages.success(
+                request,
+                f"{count:,} message(s) whose sending was interrupted will be sent again.",
+            )
             return self._back(mailing)
         if action not in self.ACTIONS:
             raise PermissionDenied
@@ -416,6 +516,80 @@ class MailingAdmin(admin.ModelAdmin):
                 progress=reports.progress(mailing),
             ),
         )
+
+    # -- the report's lists of people --
+
+    def _people(self, request, pk, permission, data):
+        """Return (mailing, who, link, q) from `data`, after checking `permission`."""
+        mailing = self._mailing(request, pk)
+        if not request.user.has_perm(PEOPLE_PERMISSION) or not request.user.has_perm(permission):
+            raise PermissionDenied
+        who = data.get("who", "opened")
+        link = data.get("link", "") if who == "clicked" else ""
+        return mailing, who, link, data.get("q", "")
+
+    def _report(self, mailing):
+        return HttpResponseRedirect(reverse("admin:mailings_mailing_report", args=[mailing.pk]))
+
+    def people_view(self, request, pk):
+        mailing, who, link, q = self._people(request, pk, PEOPLE_PERMISSION, request.GET)
+        try:
+            rows = report_people.deliveries(mailing, who, link=link, q=q)
+        except ListRefused as error:
+            messages.error(request, error.message)
+            return self._report(mailing)
+        page = Paginator(rows, PEOPLE_PER_PAGE).get_page(request.GET.get("p"))
+        name = report_people.describe(mailing, who, link=link, q=q)
+        return TemplateResponse(
+            request,
+            "admin/mailings/mailing/report_people.html",
+            self._context(
+                request,
+                mailing,
+                title=name,
+                who=who,
+                link=link,
+                link_linkable=reports.WEB_LINK.match(link) is not None,
+                q=q,
+                query=urlencode({"who": who, "link": link, "q": q}),
+                query_without_search=urlencode({"who": who, "link": link}),
+                page=page,
+                when_heading=report_people.LISTS[who].when,
+                lists=[(key, kind.label) for key, kind in report_people.LISTS.items()],
+            ),
+        )
+
+    def people_segment_view(self, request, pk):
+        mailing, who, link, q = self._people(request, pk, SEGMENT_PERMISSION, request.POST)
+        try:
+            if not report_people.deliveries(mailing, who, link=link, q=q).exists():
+                messages.error(request, "Nobody is in this list, so no segment was made.")
+                return self._report(mailing)
+            segment = report_people.segment_create_from_list(
+                mailing=mailing, who=who, link=link, q=q, actor=request.user
+            )
+        except ListRefused as error:
+            messages.error(request, error.message)
+            return self._report(mailing)
+        messages.success(
+            request,
+            f"Segment “{segment}” made, with {segment.size:,} supporter(s). Choose it in a "
+            "mailing's audience to follow up with them.",
+        )
+        return HttpResponseRedirect(reverse("admin:crm_segment_change", args=[segment.pk]))
+
+    def people_export_view(self, request, pk):
+        mailing, who, link, q = self._people(request, pk, EXPORT_PERMISSION, request.POST)
+        try:
+            exported = report_people.list_export(
+                mailing=mailing, who=who, link=link, q=q, actor=request.user
+            )
+        except ListRefused as error:
+            messages.error(request, error.message)
+            return self._report(mailing)
+        response = HttpResponse(exported.content, content_type=exported.content_type)
+        response["Content-Disposition"] = f'attachment; filename="{exported.file_name}"'
+        return response
 
 
 @admin.register(Delivery)

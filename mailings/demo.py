@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from crm.models import CampaignInterest, ConsentRecord, Supporter
 from crm.services import supporter_mark_undeliverable, supporter_unsubscribe
+from mailings import reports
 from mailings.models import Delivery, DeliveryEvent, Mailing
 
 DUTY_TO_PREVENT = """\
@@ -197,3 +198,5 @@ def _sent_with_report(mailing, started, rng):
         recipient_count=len(deliveries),
         audience_seconds=0.1,
     )
+    # The figures the mailing list shows, as sending's end would count them.
+    reports.stats_refresh(mailing)

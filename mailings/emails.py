@@ -97,6 +97,21 @@ def check_merge_fields(*texts):
         Compiled(text or "")
 
 
+def as_read(text):
+    """Return `text` as a reader sees it, for staff lists: merge fields show their fallback.
+
+    A field without a fallback shows its name in brackets ("Hello [first name]"),
+    so no raw {{ … }} reaches a list. Text with an unknown field is returned as written.
+    """
+    try:
+        compiled = Compiled(text or "")
+    except MergeFieldError:
+        return text
+    return compiled.render(
+        {field: field.default or f"[{field.name.replace('_', ' ')}]" for field in compiled.fields}
+    )
+
+
 # -- HTML to plain text -----------------------------------------------------------------
 
 _BLOCK = {

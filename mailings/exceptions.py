@@ -13,6 +13,10 @@ class MergeFieldError(RallyError, ValidationError):
     """The mailing names a merge field Rally does not know."""
 
 
+class ListRefused(RallyError, ValidationError):
+    """A report list that does not exist was asked for; the message names those that do."""
+
+
 class UnreadablePayload(RallyError):
     """A tracking webhook's body is not what the ESP sends (answered 400)."""
 

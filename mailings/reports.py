@@ -9,6 +9,7 @@ from django.db.models import Count, Max, Min, Q
 from django.db.models.functions import TruncDay, TruncHour
 from django.utils import timezone
 
+from crm import charts
 from crm.models import ConsentRecord
 from mailings import throttle
 from mailings.models import Delivery, DeliveryEvent, Mailing
@@ -157,49 +158,92 @@ def stats_refresh(mailing: Mailing, now=None) -> dict:
     return figures
 
 
+def stats_refresh_recent(*, now=None, days=30, older_than_minutes=10) -> int:
+    """Count again the figures of mailings sent in the last `days` whose count is stale.
+
+    Opens, clicks, bounces and unsubscribes keep arriving for days after a
+    mailing is sent; the mailing list shows the copy kept in Mailing.stats.
+    Return how many mailings were counted.
+    """
+    now = now or timezone.now()
+    stale = Mailing.objects.filter(
+        status=Mailing.Status.SENT,
+        finished_at__gte=now - datetime.timedelta(days=days),
+    ).filter(
+        Q(stats_counted_at__isnull=True)
+        | Q(stats_counted_at__lt=now - datetime.timedelta(minutes=older_than_minutes))
+    )
+    count = 0
+    for mailing in stale.order_by("-finished_at"):
+        stats_refresh(mailing, now=now)
+        count += 1
+    return count
+
+
 def report(mailing: Mailing) -> dict:
     """Return the figures of the mailing's report page."""
     figures = stats_refresh(mailing)
+    every_link, personal = links(mailing)
+    return {
+        "figures": figures,
+        "links": every_link,
+        "unsubscribe_link_clicks": personal,
+        "chart": chart(mailing),
+        "comparison": comparison(mailing),
+    }
 
-    links = []
+
+MAX_LINKS = 500
+
+
+def links(mailing: Mailing) -> tuple[list, int]:
+    """Return every link clicked in the mailing (people, clicks), and the unsubscribe clicks.
+
+    Each supporter's unsubscribe and preferences links are their own, so they
+    are counted together instead of listed one by one.
+    """
+    rows = []
     personal = 0
     for row in (
         DeliveryEvent.objects.filter(mailing=mailing, event_type="clicked")
         .exclude(url="")
         .values("url")
         .annotate(people=Count("delivery", distinct=True), clicks=Count("id"))
-        .order_by("-people", "url")[:200]
+        .order_by("-people", "-clicks", "url")
     ):
         if _unsubscribe_like(row["url"]):
             personal += row["people"]
-        elif len(links) < 10:
-            links.append({**row, "linkable": WEB_LINK.match(row["url"]) is not None})
-    return {
-        "figures": figures,
-        "top_links": links,
-        "unsubscribe_link_clicks": personal,
-        "chart": chart(mailing),
-    }
+        elif len(rows) < MAX_LINKS:
+            rows.append({**row, "linkable": WEB_LINK.match(row["url"]) is not None})
+    return rows, personal
 
 
-def chart(mailing: Mailing, width=640, height=180) -> dict:
-    """Return first opens and first clicks over time as bars for an inline SVG."""
+def chart(mailing: Mailing) -> charts.Chart:
+    """Return first opens and first clicks per hour (per day past three days) since sending."""
     start = mailing.started_at
-    if start is None:
-        return {"bars": [], "width": width, "height": height}
     spans = Delivery.objects.filter(mailing=mailing).aggregate(
         first=Min("opened_at"), last=Max("opened_at"), last_click=Max("clicked_at")
     )
-    last = max(filter(None, [spans["last"], spans["last_click"]]), default=start)
-    span = last - min(filter(None, [spans["first"], start]))
-    trunc, step, label = (
-        (TruncHour, datetime.timedelta(hours=1), "%d %b %H:00")
-        if span <= datetime.timedelta(days=3)
-        else (TruncDay, datetime.timedelta(days=1), "%d %b")
-    )
+    start = min(filter(None, [start, spans["first"]]), default=None)
+    last = max(filter(None, [spans["last"], spans["last_click"]]), default=None)
+    if start is None or last is None:
+        return charts.bars([], [], title="First opens and first clicks")
+    hourly = last - start <= datetime.timedelta(days=3)
     tz = timezone.get_current_timezone()
+    if hourly:
+        trunc, step = TruncHour, datetime.timedelta(hours=1)
+
+        # Hours are keyed in UTC, so a clock change never skips or repeats one.
+        def key(moment):
+            return moment.astimezone(datetime.UTC).replace(minute=0, second=0, microsecond=0)
+    else:
+        trunc, step = TruncDay, datetime.timedelta(days=1)
+
+        def key(moment):
+            return moment.astimezone(tz).date()
+
     series = {}
-    for field, key in (("opened_at", "opens"), ("clicked_at", "clicks")):
+    for field, name in (("opened_at", "opens"), ("clicked_at", "clicks")):
         rows = (
             Delivery.objects.filter(mailing=mailing, **{f"{field}__isnull": False})
             .annotate(bucket=trunc(field, tzinfo=tz))
@@ -208,36 +252,96 @@ def chart(mailing: Mailing, width=640, height=180) -> dict:
             .annotate(n=Count("id"))
         )
         for row in rows:
-            series.setdefault(row["bucket"], {"opens": 0, "clicks": 0})[key] = row["n"]
-    if not series:
-        return {"bars": [], "width": width, "height": height}
-    first, last = min(series), max(series)
+            series.setdefault(key(row["bucket"]), {"opens": 0, "clicks": 0})[name] += row["n"]
     buckets = []
-    moment = first
-    while moment <= last and len(buckets) < 120:
+    moment = key(start)
+    while moment <= key(last) and len(buckets) < MAX_BARS:
         buckets.append(moment)
         moment += step
-    peak = max(max(v["opens"], v["clicks"]) for v in series.values()) or 1
-    slot = width / len(buckets)
-    bar = max(1.0, slot / 2 - 1)
-    bars = []
-    for index, moment in enumerate(buckets):
-        values = series.get(moment, {"opens": 0, "clicks": 0})
-        x = index * slot
-        opens_h = (height - 20) * values["opens"] / peak
-        clicks_h = (height - 20) * values["clicks"] / peak
-        bars.append(
-            {
-                "label": timezone.localtime(moment).strftime(label),
-                "opens": values["opens"],
-                "clicks": values["clicks"],
-                "x_opens": round(x, 1),
-                "x_clicks": round(x + bar + 1, 1),
-                "y_opens": round(height - opens_h, 1),
-                "y_clicks": round(height - clicks_h, 1),
-                "h_opens": round(opens_h, 1),
-                "h_clicks": round(clicks_h, 1),
-                "w": round(bar, 1),
-            }
+    if hourly:
+        days = {moment.astimezone(tz).date() for moment in buckets}
+        labels = [
+            moment.astimezone(tz).strftime("%H:00" if len(days) == 1 else "%-d %b %H:00")
+            for moment in buckets
+        ]
+        if len(days) == 1:
+            day = buckets[0].astimezone(tz)
+            title = f"First opens and first clicks per hour on {day:%-d %B %Y}"
+        else:
+            title = "First opens and first clicks per hour"
+    else:
+        labels = [f"{day.day} {day:%b}" for day in buckets]
+        title = "First opens and first clicks per day"
+    empty = {"opens": 0, "clicks": 0}
+    return charts.bars(
+        labels,
+        [
+            charts.Series("First opens", [series.get(b, empty)["opens"] for b in buckets]),
+            charts.Series("First clicks", [series.get(b, empty)["clicks"] for b in buckets]),
+        ],
+        title=f"{title} ({timezone.get_current_timezone_name()} time)",
+        x_name="Hour" if hourly else "Day",
+    )
+
+
+# A chart shows at most this many hours or days from the start of sending.
+MAX_BARS = 120
+
+RATES = ("opened_percent", "clicked_percent", "unsubscribed_percent")
+
+
+def comparison(mailing: Mailing, count=5) -> dict:
+    """Compare the mailing with the `count` sent before it to the same interests.
+
+    Figures come from Mailing.stats (counted when the mailing was sent and
+    refreshed by beat); a mailing never counted is counted here, once.
+    A mailing without interests is compared with earlier ones without interests.
+    """
+    if mailing.started_at is None:
+        return {"rows": [], "earlier": 0}
+    interests = list(mailing.interests.values_list("pk", flat=True))
+    earlier = Mailing.objects.filter(
+        status=Mailing.Status.SENT, started_at__lt=mailing.started_at
+    ).exclude(pk=mailing.pk)
+    if interests:
+        earlier = earlier.filter(
+            pk__in=Mailing.interests.through.objects.filter(
+                campaigninterest_id__in=interests
+            ).values("mailing_id")
         )
-    return {"bars": bars, "width": width, "height": height, "peak": peak}
+    else:
+        earlier = earlier.filter(interests__isnull=True)
+    earlier = list(earlier.order_by("-started_at")[:count])
+    rows = []
+    for other in [mailing, *earlier]:
+        figures = other.stats if other.stats.get("sent") is not None else stats_refresh(other)
+        rows.append({"mailing": other, "this": other.pk == mailing.pk, **_rates(figures)})
+    average = None
+    if earlier:
+        average = {
+            rate: round(sum(row[rate] for row in rows[1:]) / len(earlier), 1) for rate in RATES
+        }
+    chronological = rows[::-1]
+    chart = charts.bars(
+        [_short(row["mailing"].name) for row in chronological],
+        [
+            charts.Series("Opened", [row["opened_percent"] for row in chronological]),
+            charts.Series("Clicked", [row["clicked_percent"] for row in chronological]),
+        ],
+        title="Opened and clicked, as a share of messages sent, oldest first",
+        unit="%",
+        x_name="Mailing",
+        height=200,
+    )
+    return {"rows": rows, "earlier": len(earlier), "average": average, "chart": chart}
+
+
+def _rates(figures):
+    return {
+        "sent": figures.get("sent", 0),
+        **{rate: figures.get(rate, 0.0) for rate in RATES},
+    }
+
+
+def _short(name, limit=18):
+    return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"

@@ -7,7 +7,7 @@ from anymail.exceptions import AnymailError
 from celery import shared_task
 from django.conf import settings
 
-from mailings import esp, notices, sending, services, tracking
+from mailings import esp, notices, reports, sending, services, tracking
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ def dispatch_due_mailings():
 def sweep_sending():
     """Recover expired leases and restart stalled sending (run by Celery beat)."""
     sending.deliveries_sweep()
+
+
+@shared_task(ignore_result=True)
+def refresh_recent_stats():
+    """Count again the figures of mailings sent in the last 30 days (run by Celery beat)."""
+    reports.stats_refresh_recent()
 
 
 @shared_task(acks_late=True, ignore_result=True)

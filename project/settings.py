@@ -254,6 +254,13 @@ CELERY_BEAT_SCHEDULE = {
         "task": "mailings.tasks.apply_tracking_events",
         "schedule": env.float("RALLY_TRACKING_APPLY_SECONDS", default=10.0),
     },
+    # Opens, clicks and unsubscribes arrive for days after sending: the figures
+    # the mailing list shows are counted again for mailings sent in the last
+    # 30 days, each at most every 10 minutes (mailings.reports.stats_refresh_recent).
+    "mailings-refresh-recent-stats": {
+        "task": "mailings.tasks.refresh_recent_stats",
+        "schedule": 300.0,
+    },
     # Forgets uploaded partner files that were previewed but never confirmed.
     "crm-expire-import-previews": {"task": "crm.tasks.expire_import_previews", "schedule": 3600.0},
     # Queues again partner imports whose worker died mid-import.

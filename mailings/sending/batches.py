@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError
 from django.utils import timezone
 
-from mailings import throttle
+from mailings import reports, throttle
 from mailings.models import Delivery, Mailing
 from mailings.sending.claims import claim_size, deliveries_claim, deliveries_release, worker_name
 from mailings.sending.esp_calls import deliveries_send
@@ -92,14 +92,19 @@ def mailing_resume_in(*, mailing_id: int) -> float | None:
 
 
 def mailing_finish_if_done(*, mailing_id: int) -> bool:
-    """Mark a sending mailing sent once no delivery is queued or in flight."""
+    """Mark a sending mailing sent once no delivery is queued or in flight, and count its figures.
+
+    The figures (Mailing.stats) are what the mailing list shows; beat counts
+    them again as opens and clicks arrive (reports.stats_refresh_recent).
+    """
     if Delivery.objects.filter(mailing_id=mailing_id).unfinished().exists():
         return False
-    return bool(
-        Mailing.objects.filter(
-            pk=mailing_id, status=Mailing.Status.SENDING, recipient_count__isnull=False
-        ).update(status=Mailing.Status.SENT, finished_at=timezone.now())
-    )
+    finished = Mailing.objects.filter(
+        pk=mailing_id, status=Mailing.Status.SENDING, recipient_count__isnull=False
+    ).update(status=Mailing.Status.SENT, finished_at=timezone.now())
+    if finished:
+        reports.stats_refresh(Mailing.objects.get(pk=mailing_id))
+    return bool(finished)
 
 
 def mailing_enqueue_senders(*, mailing: Mailing) -> None:
