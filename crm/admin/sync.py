@@ -1,8 +1,9 @@
 """
 Partner list sync in the staff admin: the supporter import and export
-screens (django-import-export's flow, with Rally's bulk services behind it),
-import batches with their progress and revert, the partner sync export and
-a segment's export link.
+screens (django-import-export's flow, with Rally's bulk services behind it:
+upload, match the columns, preview, confirm; the CSV template), the partner
+sync export and a segment's export link. Import batches, with their
+progress and revert, are in crm.admin.batches.
 
 crm.admin mixes these into its model admins; everything here checks the
 custom permissions crm.import_supporters and crm.export_supporters, which
@@ -15,8 +16,8 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import get_object_or_404, redirect
+from django.http import HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
@@ -27,34 +28,28 @@ from import_export.forms import ImportForm
 from import_export.signals import post_import
 
 from crm import exports, imports
-from crm.models import CampaignInterest, ImportBatch, PartnerOrganisation
+from crm.admin.batches import (  # also registers ImportBatchAdmin
+    IMPORT_PERMISSION,
+    BatchConfirmForm,
+)
+from crm.models import CampaignInterest, PartnerOrganisation
 from crm.resources import PREVIEW_ROWS, SupporterResource
 
-IMPORT_PERMISSION = "crm.import_supporters"
 EXPORT_PERMISSION = "crm.export_supporters"
 
 
 # Forms -------------------------------------------------------------------------------
 
 
-class PartnerImportForm(ImportForm):
-    """django-import-export's upload form, plus the partner and the merge options."""
+class ImportChoicesForm(forms.Form):
+    """The choices an upload and each preview of it share: interests and merge options."""
 
-    partner = forms.ModelChoiceField(
-        queryset=PartnerOrganisation.objects.filter(is_active=True),
-        help_text="Whose list this is. Their lawful basis is recorded with every consent.",
-    )
     interests = forms.ModelMultipleChoiceField(
         queryset=CampaignInterest.objects.all(),
         required=False,
         widget=forms.CheckboxSelectMultiple,
         help_text="Subscribe every row to these, as well as to any named in the file's "
         "Interests column.",
-    )
-    encoding = forms.ChoiceField(
-        choices=list(imports.ENCODINGS.items()),
-        initial="auto",
-        help_text="For CSV and TSV files only.",
     )
     overwrite = forms.BooleanField(
         required=False,
@@ -66,6 +61,21 @@ class PartnerImportForm(ImportForm):
         required=False,
         label="Import the valid rows when some rows have errors",
         help_text="Off (normal): any row error stops the whole file.",
+    )
+
+
+class PartnerImportForm(ImportForm, ImportChoicesForm):
+    """django-import-export's upload form, plus the partner and the merge options."""
+
+    partner = forms.ModelChoiceField(
+        queryset=PartnerOrganisation.objects.filter(is_active=True),
+        help_text="Whose list this is. Their lawful basis is recorded with every consent, and "
+        "the columns matched for their last list are offered first.",
+    )
+    encoding = forms.ChoiceField(
+        choices=list(imports.ENCODINGS.items()),
+        initial="auto",
+        help_text="For CSV and TSV files only.",
     )
     field_order = [
         "resource",
@@ -106,17 +116,91 @@ class PartnerImportForm(ImportForm):
         )
 
 
-class BatchConfirmForm(forms.Form):
-    """The confirm step names the previewed batch; the file stays on the server."""
+IGNORE = ("", "Ignore this column")
+FIELD_CHOICES = [IGNORE, *imports.FIELD_LABELS.items()]
 
-    batch = forms.ModelChoiceField(
-        queryset=ImportBatch.objects.filter(status=ImportBatch.Status.PREVIEWED),
-        widget=forms.HiddenInput,
-        error_messages={
-            "invalid_choice": "This preview was already confirmed, has expired or does not "
-            "exist. Upload the file again to see a fresh preview."
-        },
-    )
+
+class ColumnMappingForm(ImportChoicesForm):
+    """Which Rally field each column of a kept upload holds: one select per heading."""
+
+    upload = forms.CharField(widget=forms.HiddenInput)
+
+    def __init__(self, *args, upload, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.upload = upload
+        self.columns = []
+        for index, (heading, examples) in enumerate(upload.columns):
+            name = f"column_{index}"
+            self.fields[name] = forms.ChoiceField(
+                label=heading, choices=FIELD_CHOICES, required=False
+            )
+            self.columns.append(
+                {
+                    "field": self[name],
+                    "heading": heading,
+                    "examples": examples,
+                    "note": imports.not_imported_note(heading),
+                }
+            )
+        self.order_fields(["upload", *(f"column_{i}" for i in range(len(self.columns)))])
+
+    @classmethod
+    def initial_for(cls, upload, mapping, choices):
+        """Return the form's data for `mapping` ({heading: field}) and the upload's choices."""
+        initial = {
+            "upload": upload.token,
+            **{
+                f"column_{index}": mapping.get(heading, "")
+                for index, (heading, _) in enumerate(upload.columns)
+            },
+            "interests": [interest.pk for interest in choices["interests"]],
+        }
+        for name in ("overwrite", "skip_invalid"):
+            if choices[name]:
+                initial[name] = "on"
+        return initial
+
+    def option_fields(self):
+        return [self[name] for name in ("interests", "overwrite", "skip_invalid")]
+
+    def mapping(self):
+        return {
+            heading: self.cleaned_data.get(f"column_{index}", "")
+            for index, (heading, _) in enumerate(self.upload.columns)
+        }
+
+    def clean(self):
+        data = super().clean()
+        claimed = {}
+        for index, (heading, _) in enumerate(self.upload.columns):
+            name = data.get(f"column_{index}")
+            if not name:
+                continue
+            if name in claimed:
+                label = imports.FIELD_LABELS[name]
+                self.add_error(
+                    f"column_{index}",
+                    f"“{claimed[name]}” is already matched to {label}. Match only one column "
+                    f"to {label}, and choose “Ignore this column” for the other.",
+                )
+            else:
+                claimed[name] = heading
+        if "email" not in claimed:
+            raise forms.ValidationError(
+                "No column is matched to Email. Choose the column that holds the email "
+                "addresses: Rally matches supporters by their address.",
+                code="no_email",
+            )
+        return data
+
+    def options(self):
+        return imports.ImportOptions(
+            file_format=self.upload.file_format,
+            encoding=self.upload.encoding,
+            overwrite=self.cleaned_data["overwrite"],
+            skip_invalid=self.cleaned_data["skip_invalid"],
+            columns=self.mapping(),
+        )
 
 
 class SyncExportForm(forms.Form):
@@ -154,46 +238,43 @@ class SupporterImportExportMixin(ImportMixin, ExportActionMixin):
     def get_export_formats(self):
         return [CSV, XLSX]
 
+    def get_urls(self):
+        return [
+            path(
+                "import/template.csv",
+                self.admin_site.admin_view(self.import_template_view),
+                name="crm_supporter_import_template",
+            ),
+            *super().get_urls(),
+        ]
+
     def import_action(self, request, **kwargs):
-        """Upload and dry run: show the plan row by row, and a confirm button if it is clean."""
+        """Upload, match the columns, preview; show a confirm button when the preview is clean.
+
+        The first POST carries the file: it is read, its columns guessed and,
+        when an email column is found, previewed at once. The file is kept
+        (crm.imports.uploads) so that each later POST, with the columns and
+        options adjusted, previews it again without asking for it.
+        """
         if not self.has_import_permission(request):
             raise PermissionDenied
-        form = self.create_import_form(request)
         context = {}
-        if request.method == "POST" and form.is_valid():
-            upload = form.cleaned_data["import_file"]
-            resource = SupporterResource(
-                partner=form.cleaned_data["partner"],
-                interests=form.cleaned_data["interests"],
-                options=form.options(),
-            )
-            try:
-                imports.check_size(upload.size)
-                result = resource.import_data(
-                    None,
-                    dry_run=True,
-                    file_data=b"".join(upload.chunks()),
-                    file_name=upload.name,
-                    user=request.user,
-                )
-            except imports.ImportRejected as rejection:
-                form.add_error("import_file", rejection.messages)
-            else:
-                context["result"] = result
-                context["plan"] = result.preview.plan
-                context["duplicate_of"] = result.preview.duplicate_of
-                if result.batch is not None:
-                    context["confirm_form"] = BatchConfirmForm(initial={"batch": result.batch})
-                    context["runs_in_background"] = (
-                        result.batch.row_count > settings.RALLY_IMPORT_ASYNC_THRESHOLD
-                    )
+        form = None
+        if request.method == "POST" and "upload" in request.POST:
+            answer = self._preview_again(request, context)
+            if answer is not None:
+                return answer
+        else:
+            form = self.create_import_form(request)
+            if request.method == "POST" and form.is_valid():
+                self._upload(request, form, context)
         context.update(self.admin_site.each_context(request))
         context.update(
             {
                 "title": "Import a partner list",
                 "form": form,
                 "opts": self.model._meta,
-                "media": self.media + form.media,
+                "media": self.media + (form.media if form else forms.Media()),
                 "fields_list": [],
                 "column_aliases": _column_help(),
                 "import_error_display": self.import_error_display,
@@ -202,6 +283,106 @@ class SupporterImportExportMixin(ImportMixin, ExportActionMixin):
         )
         request.current_app = self.admin_site.name
         return TemplateResponse(request, [self.import_template_name], context)
+
+    def _upload(self, request, form, context):
+        upload = form.cleaned_data["import_file"]
+        partner = form.cleaned_data["partner"]
+        options = form.options()
+        resource = SupporterResource(
+            partner=partner, interests=form.cleaned_data["interests"], options=options
+        )
+        try:
+            imports.check_size(upload.size)
+            data = b"".join(upload.chunks())
+            result = resource.import_data(
+                None, dry_run=True, file_data=data, file_name=upload.name, user=request.user
+            )
+        except imports.ColumnsRejected as rejection:
+            # The file is fine but its columns need matching: keep it for that.
+            form.add_error("import_file", rejection.messages)
+            table, mapping, result = rejection.table, rejection.mapping, None
+        except imports.ImportRejected as rejection:
+            form.add_error("import_file", rejection.messages)
+            return
+        else:
+            table, mapping = result.preview.table, result.preview.plan.mapping
+        kept = imports.upload_keep(
+            data=data,
+            file_name=upload.name,
+            partner=partner,
+            table=table,
+            encoding=options.encoding,
+            actor=request.user,
+        )
+        initial = ColumnMappingForm.initial_for(kept, mapping, form.cleaned_data)
+        if result is None:
+            # Shown as if the guess had been posted: the form names what to fix.
+            mapping_form = ColumnMappingForm(initial, upload=kept)
+            mapping_form.is_valid()
+        else:
+            mapping_form = ColumnMappingForm(upload=kept, initial=initial)
+            self._show_preview(context, result, kept)
+        context.update({"mapping_form": mapping_form, "upload": kept, "partner": partner})
+
+    def _preview_again(self, request, context):
+        """Preview a kept upload with the columns and options posted; None, or a redirect."""
+        kept = imports.upload_read(token=request.POST["upload"], actor=request.user)
+        partner = kept and PartnerOrganisation.objects.filter(pk=kept.partner_id).first()
+        if partner is None:
+            messages.error(
+                request,
+                "This upload is no longer kept (it was imported, or it is more than "
+                f"{settings.RALLY_IMPORT_PREVIEW_HOURS} hours old). Choose the file again.",
+            )
+            return HttpResponseRedirect(reverse("admin:crm_supporter_import"))
+        mapping_form = ColumnMappingForm(request.POST, upload=kept)
+        context.update({"mapping_form": mapping_form, "upload": kept, "partner": partner})
+        if not mapping_form.is_valid():
+            return None
+        resource = SupporterResource(
+            partner=partner,
+            interests=mapping_form.cleaned_data["interests"],
+            options=mapping_form.options(),
+        )
+        try:
+            result = resource.import_data(
+                None,
+                dry_run=True,
+                file_data=kept.data,
+                file_name=kept.file_name,
+                user=request.user,
+            )
+        except imports.ImportRejected as rejection:
+            mapping_form.add_error(None, rejection.messages)
+            return None
+        self._show_preview(context, result, kept)
+        return None
+
+    def _show_preview(self, context, result, kept):
+        context["result"] = result
+        context["plan"] = result.preview.plan
+        context["duplicate_of"] = result.preview.duplicate_of
+        batch = result.batch
+        # A newer preview of the same upload replaces the one before, which
+        # could otherwise still be confirmed from another tab.
+        replaced = imports.upload_replace_preview(upload=kept, batch_id=batch and batch.pk)
+        if replaced is not None:
+            imports.import_discard_preview(batch_id=replaced)
+        if batch is not None:
+            context["confirm_form"] = BatchConfirmForm(
+                initial={"batch": batch, "upload": kept.token}
+            )
+            context["runs_in_background"] = batch.row_count > settings.RALLY_IMPORT_ASYNC_THRESHOLD
+
+    def import_template_view(self, request):
+        """Download a CSV with the headings Rally expects and one made-up row."""
+        if not self.has_import_permission(request):
+            raise PermissionDenied
+        headings, example = imports.template_rows(list(CampaignInterest.objects.all()[:2]))
+        content = exports.write_table(headers=headings, rows=[example], file_format="csv")
+        response = HttpResponse(content, content_type=exports.CONTENT_TYPES["csv"])
+        response["Content-Disposition"] = 'attachment; filename="rally-import-template.csv"'
+        return response
 
     @staticmethod
     def _batch_url(batch):
@@ -220,6 +401,7 @@ class SupporterImportExportMixin(ImportMixin, ExportActionMixin):
         batch = form.cleaned_data["batch"]
         if batch.row_count > settings.RALLY_IMPORT_ASYNC_THRESHOLD:
             if imports.import_enqueue(batch=batch, actor=request.user):
+                imports.upload_forget(token=form.cleaned_data["upload"])
                 messages.info(
                     request,
                     f"Importing {batch.row_count:,} rows in the background; this page shows "
@@ -235,6 +417,7 @@ class SupporterImportExportMixin(ImportMixin, ExportActionMixin):
         except (imports.ImportRefused, imports.ImportFailed) as error:
             messages.error(request, error.messages[0])
             return HttpResponseRedirect(self._batch_url(batch))
+        imports.upload_forget(token=form.cleaned_data["upload"])
         self.add_success_message(result, request)
         post_import.send(sender=None, model=self.model)
         return HttpResponseRedirect(self._batch_url(batch))
@@ -391,187 +574,3 @@ class SegmentExportMixin:
             url,
             urlencode({"segment": segment.pk}),
         )
-
-
-# Import batches ----------------------------------------------------------------------------
-
-
-@admin.register(ImportBatch)
-class ImportBatchAdmin(admin.ModelAdmin):
-    list_display = ("created_at", "partner", "file_name", "status", "rows", "outcome", "created_by")
-    list_filter = ("status", "partner")
-    list_select_related = ("partner", "created_by")
-    search_fields = ("file_name",)
-    change_form_template = "admin/crm/importbatch/change_form.html"
-    fields = (
-        "partner",
-        "file_name",
-        "status",
-        "outcome",
-        "interest_names",
-        "options",
-        "file_hash",
-        "created_by",
-        "created_at",
-        "confirmed_by",
-        "started_at",
-        "finished_at",
-        "reverted_by",
-        "reverted_at",
-        "error",
-    )
-    readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    @admin.display(description="rows", ordering="row_count")
-    def rows(self, batch):
-        return f"{batch.row_count:,}"
-
-    @admin.display(description="outcome")
-    def outcome(self, batch):
-        return _counts_summary(batch.counts)
-
-    @admin.display(description="interests for every row")
-    def interest_names(self, batch):
-        return ", ".join(str(interest) for interest in batch.interests.all()) or "—"
-
-    def get_urls(self):
-        view = self.admin_site.admin_view
-        return [
-            path(
-                "<int:pk>/progress.json", view(self.progress_view), name="crm_importbatch_progress"
-            ),
-            path("<int:pk>/revert/", view(self.revert_view), name="crm_importbatch_revert"),
-            path("<int:pk>/report.csv", view(self.report_view), name="crm_importbatch_report"),
-            path("<int:pk>/preview.csv", view(self.preview_view), name="crm_importbatch_preview"),
-            *super().get_urls(),
-        ]
-
-    def change_view(self, request, object_id, form_url="", extra_context=None):
-        batch = get_object_or_404(ImportBatch, pk=object_id)
-        can_import = request.user.has_perm(IMPORT_PERMISSION)
-        extra_context = {
-            **(extra_context or {}),
-            "batch": batch,
-            "in_progress": batch.status in (ImportBatch.Status.QUEUED, ImportBatch.Status.RUNNING),
-            "can_confirm": can_import and batch.status == ImportBatch.Status.PREVIEWED,
-            "can_revert": can_import and batch.status == ImportBatch.Status.DONE,
-            "confirm_form": BatchConfirmForm(initial={"batch": batch}),
-            "report": batch.report[:200],
-            "report_more": max(len(batch.report) - 200, 0),
-            "progress": imports.import_progress(batch_id=batch.pk),
-        }
-        return super().change_view(request, object_id, form_url, extra_context)
-
-    def progress_view(self, request, pk):
-        """A small JSON document the batch page polls to move its progress bar."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        batch = get_object_or_404(ImportBatch, pk=pk)
-        progress = imports.import_progress(batch_id=batch.pk)
-        total = progress.get("total") or batch.row_count or 1
-        done = progress.get("done", 0)
-        if batch.status == ImportBatch.Status.DONE:
-            done = total
-        return JsonResponse(
-            {
-                "status": batch.status,
-                "status_label": batch.get_status_display(),
-                "stage": progress.get("stage", ""),
-                "done": done,
-                "total": total,
-                "percent": min(100, round(100 * done / total)),
-                "finished": batch.status
-                not in (ImportBatch.Status.QUEUED, ImportBatch.Status.RUNNING),
-                "outcome": _counts_summary(batch.counts),
-                "error": batch.error,
-            }
-        )
-
-    def revert_view(self, request, pk):
-        if not request.user.has_perm(IMPORT_PERMISSION):
-            raise PermissionDenied
-        batch = get_object_or_404(ImportBatch, pk=pk)
-        if request.method == "POST":
-            try:
-                undone = imports.import_revert(batch=batch, actor=request.user)
-            except imports.ImportRefused as refusal:
-                messages.error(request, refusal.messages[0])
-            else:
-                messages.success(
-                    request,
-                    f"Reverted: {undone['deleted_supporters']:,} supporters removed, "
-                    f"{undone['withdrawn_subscriptions']:,} subscriptions withdrawn; "
-                    f"{undone['kept_supporters']:,} supporters and "
-                    f"{undone['kept_subscriptions']:,} subscriptions were kept because they "
-                    "changed since.",
-                )
-            return redirect("admin:crm_importbatch_change", batch.pk)
-        context = {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "batch": batch,
-            "title": "Revert this import?",
-        }
-        return TemplateResponse(request, "admin/crm/importbatch/revert_confirm.html", context)
-
-    def report_view(self, request, pk):
-        """Download the rows a batch skipped, merged or refused, with the reasons."""
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-        batch = get_object_or_404(ImportBatch, pk=pk)
-        content = exports.write_table(
-            headers=["Row", "Outcome", "Reason"], rows=batch.report, file_format="csv"
-        )
-        response = HttpResponse(content, content_type=exports.CONTENT_TYPES["csv"])
-        response["Content-Disposition"] = f'attachment; filename="import-{batch.pk}-report.csv"'
-        return response
-
-    def preview_view(self, request, pk):
-        """Download the full row-by-row preview of a batch waiting for confirmation."""
-        if not request.user.has_perm(IMPORT_PERMISSION):
-            raise PermissionDenied
-        batch = get_object_or_404(ImportBatch, pk=pk, status=ImportBatch.Status.PREVIEWED)
-        preview = imports.import_replan(batch=batch)
-        plan = preview.plan
-        rows = [
-            [row.number, row.email, imports.OUTCOME_LABELS[row.outcome], plan.describe(row)]
-            for row in plan.rows
-        ]
-        content = exports.write_table(
-            headers=["Row", "Email", "Outcome", "What happens"], rows=rows, file_format="csv"
-        )
-        exports.export_audit(
-            actor=request.user,
-            source="admin",
-            what="import preview",
-            rows=len(rows),
-            columns=["row", "email", "outcome", "what happens"],
-            file_format="csv",
-            batch=batch.pk,
-        )
-        response = HttpResponse(content, content_type=exports.CONTENT_TYPES["csv"])
-        response["Content-Disposition"] = f'attachment; filename="import-{batch.pk}-preview.csv"'
-        return response
-
-
-def _counts_summary(counts):
-    if not counts:
-        return "—"
-    parts = [
-        f"{counts.get(key, 0):,} {label.lower()}"
-        for key, label in imports.OUTCOME_LABELS.items()
-        if counts.get(key)
-    ]
-    reverted = counts.get("reverted")
-    if reverted:
-        parts.append(
-            f"reverted: {reverted['deleted_supporters']:,} removed, "
-            f"{reverted['withdrawn_subscriptions']:,} subscriptions withdrawn"
-        )
-    return ", ".join(parts) or "no rows"

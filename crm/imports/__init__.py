@@ -12,10 +12,14 @@ The admin's import screen (through crm.resources.SupporterResource), the
     import_expire_previews()  forget files that were previewed but never confirmed
     import_recover()   queue again an import whose worker died while applying it
 
+and the admin keeps an upload between its steps with upload_keep() and upload_read().
+
 One module per step, each importing only the ones above it:
 
     files.py     size limit, format and encoding detection; CSV, TSV, XLSX, JSON -> Table
-    columns.py   heading row -> supporter fields (COLUMN_ALIASES, match_columns)
+    columns.py   heading row -> supporter fields: guess_columns() (the partner's remembered
+                 choices, then COLUMN_ALIASES), match_columns(), the CSV template
+    uploads.py   an uploaded file kept (in the cache) while staff match its columns
     rows.py      data rows -> Row: cells checked, duplicates merged; the outcomes
     bulk.py      chunks, and the garbage collector paused for a whole file
     state.py     what the database holds about a file's addresses, and its fingerprint
@@ -26,10 +30,11 @@ One module per step, each importing only the ones above it:
     revert.py    import_revert()
 
 Reading, matching and planning change nothing. Writes happen in preview.py
-(the batch and its stored plan; expiry), confirm.py (the batch's status;
-supporters and their history through writers.py; subscriptions, consent
-records and the batch's audit event through crm.services) and revert.py
-(through crm.services too).
+(the batch and its stored plan; expiry, and previews a newer one replaced),
+confirm.py (the batch's status; the partner's remembered columns; supporters
+and their history through writers.py; subscriptions, consent records and the
+batch's audit event through crm.services) and revert.py (through
+crm.services too); uploads.py writes only to the cache.
 
 Work is set-based: existing supporters, subscriptions and suppressions are
 looked up in chunks of addresses, and rows are written in bulk (on
@@ -41,7 +46,16 @@ and are importable from here too.
 """
 
 from crm.exceptions import ImportFailed, ImportRefused, ImportRejected
-from crm.imports.columns import COLUMN_ALIASES, FIELD_LABELS, match_columns
+from crm.imports.columns import (
+    COLUMN_ALIASES,
+    FIELD_LABELS,
+    ColumnsRejected,
+    column_examples,
+    guess_columns,
+    match_columns,
+    not_imported_note,
+    template_rows,
+)
 from crm.imports.confirm import (
     MAX_INTERRUPTIONS,
     import_confirm,
@@ -62,6 +76,7 @@ from crm.imports.files import (
 from crm.imports.plan import ImportOptions, ImportPlan, import_plan
 from crm.imports.preview import (
     ImportPreview,
+    import_discard_preview,
     import_expire_previews,
     import_preview,
     import_replan,
@@ -75,6 +90,13 @@ from crm.imports.rows import (
     SKIPPED,
     UNCHANGED,
     UPDATED,
+)
+from crm.imports.uploads import (
+    Upload,
+    upload_forget,
+    upload_keep,
+    upload_read,
+    upload_replace_preview,
 )
 
 __all__ = [
@@ -90,6 +112,7 @@ __all__ = [
     "SKIPPED",
     "UNCHANGED",
     "UPDATED",
+    "ColumnsRejected",
     "ImportFailed",
     "ImportOptions",
     "ImportPlan",
@@ -97,9 +120,13 @@ __all__ = [
     "ImportRefused",
     "ImportRejected",
     "Table",
+    "Upload",
     "check_size",
+    "column_examples",
     "detect_format",
+    "guess_columns",
     "import_confirm",
+    "import_discard_preview",
     "import_enqueue",
     "import_expire_previews",
     "import_max_bytes",
@@ -110,6 +137,12 @@ __all__ = [
     "import_replan",
     "import_revert",
     "match_columns",
+    "not_imported_note",
     "progress_key",
     "read_table",
+    "template_rows",
+    "upload_forget",
+    "upload_keep",
+    "upload_read",
+    "upload_replace_preview",
 ]

@@ -19,7 +19,7 @@ from crm.imports.bulk import _bulk_work, _chunks
 from crm.imports.plan import ImportOptions, _preview_digest
 from crm.imports.state import _look_up, _sql_fingerprint
 from crm.imports.writers import _writer
-from crm.models import AuditEvent, ImportBatch, Supporter, email_hasher
+from crm.models import AuditEvent, ImportBatch, PartnerOrganisation, Supporter, email_hasher
 from crm.services import audit_event_add, consents_grant_bulk
 
 logger = logging.getLogger(__name__)
@@ -248,6 +248,11 @@ def _confirm(batch, *, actor, progress):
         plan_data=None,
         error="",
     )
+    if options.columns:
+        # Offered first when this partner's next file comes (columns.guess_columns).
+        PartnerOrganisation.objects.filter(pk=batch.partner_id).update(
+            column_mapping={**batch.partner.column_mapping, **options.columns}
+        )
     audit_event_add(
         AuditEvent.Kind.IMPORTED,
         actor=actor,

@@ -10,7 +10,15 @@ import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 
-from crm.imports.columns import FIELD_LABELS, NEW_DEFAULTS, PERSON_FIELDS, match_columns
+from crm.exceptions import ImportRejected
+from crm.imports.columns import (
+    FIELD_LABELS,
+    NEW_DEFAULTS,
+    PERSON_FIELDS,
+    ColumnsRejected,
+    guess_columns,
+    match_columns,
+)
 from crm.imports.files import Table
 from crm.imports.rows import (
     ERROR,
@@ -45,12 +53,18 @@ SUPPRESSION_REASONS = {
 
 @dataclass
 class ImportOptions:
-    """How to read a file and merge it; stored on the batch between preview and confirm."""
+    """How to read a file and merge it; stored on the batch between preview and confirm.
+
+    `columns` ({heading: field or ""}) is what staff said the file's columns
+    hold; headings it leaves out are guessed (the partner's remembered
+    choices, then Rally's synonyms). A preview stores the whole mapping used.
+    """
 
     file_format: str = ""
     encoding: str = "auto"
     overwrite: bool = False
     skip_invalid: bool = False
+    columns: dict = field(default_factory=dict)
 
     def as_dict(self):
         return {
@@ -58,6 +72,7 @@ class ImportOptions:
             "encoding": self.encoding,
             "overwrite": self.overwrite,
             "skip_invalid": self.skip_invalid,
+            "columns": self.columns,
         }
 
     @classmethod
@@ -70,8 +85,9 @@ class ImportPlan:
     """What importing a file does, row by row."""
 
     rows: list
-    columns: dict
+    columns: dict  # field -> heading
     ignored_columns: list
+    mapping: dict  # heading -> field or "", for every filled heading
     interests: dict  # id -> CampaignInterest, for display
     partners: dict  # id -> PartnerOrganisation
     counts: dict = field(default_factory=dict)
@@ -156,7 +172,12 @@ def import_plan(
 ) -> ImportPlan:
     """Return what importing `table` for `partner` would do, without changing anything."""
     options = options or ImportOptions()
-    columns, ignored = match_columns(table.headers)
+    # A rename of the heading row, decided once: rows are read by column index.
+    mapping = guess_columns(table.headers, options.columns, partner.column_mapping)
+    try:
+        columns, ignored = match_columns(table.headers, mapping)
+    except ImportRejected as rejection:
+        raise ColumnsRejected(rejection.messages[0], table=table, mapping=mapping) from None
     lookups = _Lookups(partner=partner, interests=interests)
     rows = _read_rows(table, columns, lookups)
     first_by_key = _merge_duplicates(rows)
@@ -229,6 +250,7 @@ def import_plan(
         rows=rows,
         columns={name: str(table.headers[at]).strip() for name, at in columns.items()},
         ignored_columns=ignored,
+        mapping=mapping,
         interests=lookups.interests,
         partners=lookups.partners,
         state=state,

@@ -1,7 +1,7 @@
 """
 Previews: read and plan a file and keep the plan as a batch waiting for
 confirmation; plan a stored batch's file again; forget previews nobody
-confirmed.
+confirmed, or that a newer preview of the same upload replaced.
 """
 
 import datetime
@@ -60,6 +60,9 @@ def import_preview(
         )
         options.file_format = table.file_format
         plan = import_plan(table=table, partner=partner, interests=interests, options=options)
+        # The batch keeps the whole mapping used, so its confirm and any replan
+        # read the file's columns as this preview did.
+        options.columns = plan.mapping
         file_hash = hashlib.sha256(data).hexdigest()
         duplicate_of = (
             ImportBatch.objects.filter(
@@ -112,6 +115,18 @@ def import_replan(*, batch: ImportBatch) -> ImportPreview:
             options=options,
         )
     return ImportPreview(table=table, plan=plan, batch=batch)
+
+
+def import_discard_preview(*, batch_id: int) -> bool:
+    """Forget a preview a newer one of the same upload replaced, as if it had expired.
+
+    Return False when it was not waiting any more (confirmed, or already gone).
+    """
+    return bool(
+        ImportBatch.objects.filter(pk=batch_id, status=ImportBatch.Status.PREVIEWED).update(
+            status=ImportBatch.Status.EXPIRED, file_data=None, plan_data=None
+        )
+    )
 
 
 def import_expire_previews(*, older_than: datetime.timedelta | None = None) -> int:

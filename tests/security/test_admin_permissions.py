@@ -76,6 +76,7 @@ CUSTOM = {
     "crm_supporter_erase": (SU, SU),
     "crm_supporter_revoke_links": (NOBODY, M),
     "crm_supporter_import": (M, M),
+    "crm_supporter_import_template": (M, None),
     "crm_supporter_process_import": (M, M),
     "crm_supporter_export": (M, M),
     "crm_supporter_simple_history": (EVERY_ROLE, M),

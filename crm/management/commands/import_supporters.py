@@ -36,6 +36,16 @@ class Command(BaseCommand):
             action="store_true",
             help="Import the valid rows and skip rows with errors (default: refuse the file).",
         )
+        parser.add_argument(
+            "--column",
+            action="append",
+            default=[],
+            metavar="HEADING=FIELD",
+            help="What a column holds, when its heading is not one Rally recognises: a field "
+            f"({', '.join(imports.FIELD_LABELS)}), or nothing to ignore the column, e.g. "
+            "--column 'Supporter mail=email' (repeatable). Without it the partner's last "
+            "confirmed choices are used, then Rally's guesses.",
+        )
         parser.add_argument("--format", choices=sorted(imports.FORMATS), default="")
         parser.add_argument("--encoding", choices=sorted(imports.ENCODINGS), default="auto")
 
@@ -50,6 +60,7 @@ class Command(BaseCommand):
             raise CommandError(f"Unknown interest(s): {', '.join(sorted(missing))}.")
         if not file.is_file():
             raise CommandError(f"No such file: {file}")
+        columns = self._columns(options["column"])
         try:
             imports.check_size(file.stat().st_size)
             resource = SupporterResource(
@@ -60,6 +71,7 @@ class Command(BaseCommand):
                     encoding=options["encoding"],
                     overwrite=options["overwrite"],
                     skip_invalid=options["skip_invalid"],
+                    columns=columns,
                 ),
             )
             report = resource.import_data(
@@ -102,3 +114,19 @@ class Command(BaseCommand):
                 f"subscriptions and consent records written."
             )
         )
+
+    @staticmethod
+    def _columns(given):
+        columns = {}
+        for item in given:
+            heading, equals, field = item.partition("=")
+            field = field.strip()
+            if not equals or not heading.strip():
+                raise CommandError(f"--column {item!r}: write it as HEADING=FIELD.")
+            if field and field not in imports.FIELD_LABELS:
+                raise CommandError(
+                    f"--column {item!r}: {field!r} is not a field Rally imports; use one of "
+                    f"{', '.join(imports.FIELD_LABELS)}, or nothing to ignore the column."
+                )
+            columns[heading.strip()] = field
+        return columns
