@@ -1,4 +1,10 @@
-"""Supporters in the staff admin: the list, its filters and bulk actions, a supporter's page."""
+"""Supporters in the staff admin: the list, its filters and bulk actions, a supporter's page.
+
+The list fits a 1280-pixel screen, one line per supporter, each long value
+cut short with the whole of it on hover (crm/static/crm/supporters.css). A
+supporter's page opens with who they are and how engaged, then their
+timeline (crm.timeline), then the form.
+"""
 
 import json
 
@@ -13,18 +19,19 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html
 from django_countries import countries
 from simple_history.admin import SimpleHistoryAdmin
 
-from crm import services
+from crm import services, timeline
 from crm.admin.common import EstimatingPaginator
 from crm.admin.sync import (  # also registers ImportBatchAdmin
     SupporterImportExportMixin,
 )
 from crm.models import (
     CampaignInterest,
-    ConsentRecord,
     Segment,
     Subscription,
     Supporter,
@@ -33,6 +40,20 @@ from crm.models import (
 from crm.segments import (
     SegmentRuleError,
 )
+
+TIMELINE_PARAM = "timeline_before"
+
+# The list's short words for long labels (the whole label shows on hover).
+STATUS_SHORT = {Supporter.Status.UNSUBSCRIBED: "Unsubscribed"}
+SOURCE_SHORT = {
+    Supporter.Source.SIGNUP_FORM: "Sign-up",
+    Supporter.Source.PARTNER_IMPORT: "Import",
+    Supporter.Source.STAFF: "Staff",
+}
+
+
+def _cell(text, title=None):
+    return format_html('<span title="{}">{}</span>', title or text, text)
 
 
 class InterestFilter(admin.SimpleListFilter):
@@ -116,33 +137,6 @@ class SubscriptionInline(admin.TabularInline):
         return False
 
 
-class ConsentRecordInline(admin.TabularInline):
-    model = ConsentRecord
-    extra = 0
-    fields = (
-        "created_at",
-        "interest",
-        "action",
-        "method",
-        "lawful_basis",
-        "wording_version",
-        "partner",
-        "import_batch",
-        "mailing",
-        "actor",
-        "actor_label",
-    )
-    readonly_fields = fields
-    can_delete = False
-    verbose_name_plural = "consent history"
-
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-
 # Forms for bulk actions -----------------------------------------------------------
 
 
@@ -161,17 +155,17 @@ class SegmentActionForm(forms.Form):
 class SupporterAdmin(SupporterImportExportMixin, SimpleHistoryAdmin):
     class Media:
         js = ["crm/admin.js"]  # asks before the revoke button acts (data-confirm)
+        css = {"all": ["crm/supporters.css"]}
 
     list_display = (
-        "email",
-        "full_name",
-        "postcode",
-        "country",
-        "status",
+        "email_column",
+        "name_column",
+        "postcode_column",
+        "status_column",
         "interests_column",
-        "source",
-        "partner",
-        "created_at",
+        "source_column",
+        "partner_column",
+        "created_column",
     )
     list_filter = (
         "status",
@@ -188,6 +182,7 @@ class SupporterAdmin(SupporterImportExportMixin, SimpleHistoryAdmin):
         "addresses starting with the text."
     )
     list_select_related = ("partner",)
+    change_list_template = "admin/crm/supporter/change_list.html"
     list_per_page = 50
     paginator = EstimatingPaginator
     show_full_result_count = False
@@ -195,7 +190,8 @@ class SupporterAdmin(SupporterImportExportMixin, SimpleHistoryAdmin):
     readonly_fields = ("status", "created_at", "updated_at", "gdpr_links")
     autocomplete_fields = ()
     filter_horizontal = ("tags",)
-    inlines = (SubscriptionInline, ConsentRecordInline)
+    # Consent records are told, with their wording, in the page's timeline.
+    inlines = (SubscriptionInline,)
     fieldsets = (
         (None, {"fields": ("email", ("first_name", "last_name"), "postcode", "country")}),
         ("Contact", {"fields": ("phone", "organisation")}),
@@ -236,16 +232,108 @@ class SupporterAdmin(SupporterImportExportMixin, SimpleHistoryAdmin):
         )
         return matches, False
 
-    @admin.display(description="name")
-    def full_name(self, supporter):
-        return supporter.full_name
+    # The list's columns: each value in a span whose title holds all of it, as
+    # the stylesheet cuts long values short to keep one line per supporter.
+
+    @admin.display(description="email", ordering=Lower("email"))
+    def email_column(self, supporter):
+        return _cell(supporter.email)
+
+    @admin.display(description="name", ordering="last_name")
+    def name_column(self, supporter):
+        return _cell(supporter.full_name or "—")
+
+    @admin.display(description="postcode", ordering="postcode")
+    def postcode_column(self, supporter):
+        home = Supporter._meta.get_field("country").default
+        if supporter.country and supporter.country != home:
+            text = f"{supporter.postcode} {supporter.country.code}".strip()
+            return _cell(text, f"{supporter.postcode} ({supporter.country.name})".strip())
+        return _cell(supporter.postcode or "—")
+
+    @admin.display(description="status", ordering="status")
+    def status_column(self, supporter):
+        return format_html(
+            '<span class="supporter-status status-{}" title="{}">{}</span>',
+            supporter.status,
+            supporter.get_status_display(),
+            STATUS_SHORT.get(supporter.status, supporter.get_status_display()),
+        )
 
     @admin.display(description="subscribed to")
     def interests_column(self, supporter):
         subs = getattr(supporter, "current_subs", None)
         if subs is None:
             subs = supporter.subscriptions.filter(status=Subscription.Status.SUBSCRIBED)
-        return ", ".join(sub.interest.name for sub in subs) or "—"
+        return _cell(", ".join(sub.interest.name for sub in subs) or "—")
+
+    @admin.display(description="source", ordering="source")
+    def source_column(self, supporter):
+        label = supporter.get_source_display()
+        return _cell(SOURCE_SHORT.get(supporter.source, label), label)
+
+    @admin.display(description="partner", ordering="partner__name")
+    def partner_column(self, supporter):
+        return _cell(supporter.partner.name if supporter.partner_id else "—")
+
+    @admin.display(description="joined", ordering="created_at")
+    def created_column(self, supporter):
+        moment = timezone.localtime(supporter.created_at)
+        return _cell(date_format(moment, "j M Y"), date_format(moment, "j M Y, H:i"))
+
+    def changelist_view(self, request, extra_context=None):
+        # The list needs the window's whole width: the app list beside it stays
+        # one click away (Home), as on the admin's own index.
+        extra_context = {
+            "title": "Supporters",
+            "is_nav_sidebar_enabled": False,
+            **(extra_context or {}),
+        }
+        return super().changelist_view(request, extra_context)
+
+    # A supporter's page --------------------------------------------------------
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        if change and obj is not None:
+            context.update(self._supporter_page(request, obj))
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    def _supporter_page(self, request, supporter):
+        """Return the head of the page and the timeline page the link asked for."""
+        before, unreadable = None, False
+        if request.GET.get(TIMELINE_PARAM):
+            try:
+                before = timeline.moment(request.GET[TIMELINE_PARAM])
+            except (ValueError, OverflowError):
+                unreadable = True
+        page = timeline.timeline_page(supporter, before=before)
+        query = request.GET.copy()
+        query.pop(TIMELINE_PARAM, None)
+        newest_url = f"?{query.urlencode()}#timeline" if before is not None else ""
+        older_url = ""
+        if page.older is not None:
+            query[TIMELINE_PARAM] = page.older
+            older_url = f"?{query.urlencode()}#timeline"
+        consent_url = ""
+        if request.user.has_perm("crm.view_consentrecord"):
+            consent_url = (
+                reverse("admin:crm_consentrecord_changelist")
+                + f"?supporter__id__exact={supporter.pk}"
+            )
+        return {
+            "supporter_summary": timeline.summary(supporter),
+            "timeline": page,
+            "timeline_newest_url": newest_url,
+            "timeline_older_url": older_url,
+            "timeline_unreadable": unreadable,
+            "consent_records_url": consent_url,
+        }
+
+    def has_delete_permission(self, request, obj=None):
+        # Deleting leaves no suppression entry, so the address could come back
+        # by an import; GDPR requests are erasures (erase_view). Only superusers
+        # delete, after the warning on the confirmation page.
+        return request.user.is_active and request.user.is_superuser
 
     @admin.display(description="GDPR")
     def gdpr_links(self, supporter):

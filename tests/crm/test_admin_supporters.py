@@ -64,7 +64,8 @@ def test_supporter_page_shows_subscriptions_and_read_only_consent(staff_client, 
     assert response.status_code == 200
     content = response.content.decode()
     assert "Consent history" in content
-    assert "Granted" in content
+    # Each consent record is an entry of the page's timeline.
+    assert "Subscribed to Responsibility to Protect by staff" in content
     assert "Export everything we hold" in content
 
 
