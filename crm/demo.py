@@ -26,6 +26,7 @@ from crm.models import (
     Tag,
     email_hash,
 )
+from crm.services.segments import segment_sizes_refresh
 
 INTERESTS = [
     (
@@ -179,6 +180,7 @@ def demo_seed(*, supporters: int = 2_000, seed: int = 2026, chunk: int = 5_000) 
             )
     with transaction.atomic():
         _segments(interests, partners)
+    segment_sizes_refresh()  # the segment list shows sizes as last counted
     return {
         "supporters": Supporter.objects.count(),
         "interests": len(interests),

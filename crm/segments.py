@@ -231,6 +231,57 @@ def mailings_using(segment_ids):
     return [line for uses in extensions.segment_uses for line in uses(segment_ids)]
 
 
+def segments_used_by(segment_ids):
+    """Return {segment id: [SegmentUser]}: what uses each of these segments, finished or not.
+
+    The apps that use segments answer (crm.extensions.segment_users).
+    """
+    used = {}
+    for users in extensions.segment_users:
+        for segment_id, found in users(segment_ids).items():
+            used.setdefault(segment_id, []).extend(found)
+    return used
+
+
+def describe_rules(rules):
+    """Return a rule-based segment's definition as sentences staff can read, one per rule.
+
+    Dates are written the UK way (31/12/2024). Raise SegmentRuleError as rules_filter does.
+    """
+    from crm.models import CampaignInterest, PartnerOrganisation, Supporter
+
+    rules = validate_rules(rules)
+    lines = []
+    if "interests" in rules:
+        names = CampaignInterest.objects.filter(slug__in=rules["interests"])
+        lines.append("Subscribed to any of: " + ", ".join(str(name) for name in names))
+    if "partners" in rules:
+        names = PartnerOrganisation.objects.filter(slug__in=rules["partners"])
+        lines.append("Came from any of: " + ", ".join(str(name) for name in names))
+    if "countries" in rules:
+        lines.append(
+            "Lives in any of: " + ", ".join(countries.name(code) for code in rules["countries"])
+        )
+    if "postcode_prefixes" in rules:
+        lines.append("Postcode starts with any of: " + ", ".join(rules["postcode_prefixes"]))
+    if "tags" in rules:
+        lines.append("Tagged with any of: " + ", ".join(rules["tags"]))
+    if "statuses" in rules:
+        labels = dict(Supporter.Status.choices)
+        lines.append("Status is any of: " + ", ".join(labels[s] for s in rules["statuses"]))
+    for key, words in (("joined_after", "on or after"), ("joined_before", "on or before")):
+        if key in rules:
+            date = datetime.date.fromisoformat(rules[key])
+            lines.append(f"Joined {words} {date:%d/%m/%Y}")
+    for key, verb in (
+        ("opened_within_days", "Opened"),
+        ("clicked_within_days", "Clicked a link in"),
+    ):
+        if key in rules:
+            lines.append(f"{verb} any mailing in the last {rules[key]:,} days")
+    return lines or ["Everyone (no rules)"]
+
+
 def changes_since(segment_ids, since):
     """Return a sentence for each of these segments whose rules changed after `since`.
 

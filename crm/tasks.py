@@ -6,6 +6,7 @@ from celery import shared_task
 from django.contrib.auth import get_user_model
 
 from crm import imports
+from crm.services.segments import segment_sizes_refresh
 
 logger = logging.getLogger(__name__)
 
@@ -33,3 +34,9 @@ def expire_import_previews():
 def recover_imports():
     """Queue again imports whose worker died mid-import (run by Celery beat)."""
     imports.import_recover()
+
+
+@shared_task(ignore_result=True)
+def count_segment_sizes():
+    """Count every segment's members for the segment list (run by Celery beat)."""
+    segment_sizes_refresh()

@@ -19,6 +19,7 @@ class MailingsConfig(AppConfig):
         extensions.register_data_export(services.mail_data_export)
         extensions.register_erasure(services.mail_data_erase)
         extensions.register_segment_use(segments.mailings_using)
+        extensions.register_segment_users(segments.mailings_by_segment)
         extensions.register_segment_condition("opened_within_days", segments.opened_within)
         extensions.register_segment_condition("clicked_within_days", segments.clicked_within)
 

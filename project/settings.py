@@ -268,6 +268,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "crm.tasks.recover_imports",
         "schedule": env.float("RALLY_SWEEP_SECONDS", default=30.0),
     },
+    # Counts every segment's members for the segment list, which never counts.
+    "crm-count-segment-sizes": {"task": "crm.tasks.count_segment_sizes", "schedule": 600.0},
 }
 CELERY_TASK_ROUTES = {
     "mailings.tasks.send_mailing_batches": {"queue": "sending"},

@@ -1,7 +1,8 @@
-"""Saving and deleting segments, and the members of static segments."""
+"""Saving and deleting segments, the members of static segments, and segment sizes."""
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from crm.exceptions import SegmentInUse, SegmentRuleError
 from crm.models import AuditEvent, Segment, SegmentMembership
@@ -16,8 +17,33 @@ def _member_count(segment):
         return None
 
 
+def segment_size_refresh(*, segment: Segment) -> int | None:
+    """Count `segment`'s members now and keep the count on it (Segment.size); return it.
+
+    A segment whose rules cannot be evaluated gets no size (None), counted now,
+    so lists can say it needs fixing rather than show an old number.
+    """
+    size = _member_count(segment)
+    segment.size, segment.size_counted_at = size, timezone.now()
+    # update(), not save(): counting is not an edit, so updated_at stays as it is.
+    Segment.objects.filter(pk=segment.pk).update(
+        size=segment.size, size_counted_at=segment.size_counted_at
+    )
+    return size
+
+
+def segment_sizes_refresh() -> int:
+    """Count every segment's members, one count each (run by Celery beat); return how many."""
+    segments = list(Segment.objects.only("pk", "kind", "rules"))
+    for segment in segments:
+        segment_size_refresh(segment=segment)
+    return len(segments)
+
+
 def segment_save(*, segment: Segment, actor=None) -> Segment:
-    """Save `segment`; if its definition changed, record who changed it and its size then and now.
+    """Save `segment`, and count its members; if its definition changed, record who changed it.
+
+    The audit event names the segment's size before and after the change.
 
     Mailings that include or exclude the segment move with it, so their pages
     show the change (crm.segments.changes_since).
@@ -37,6 +63,7 @@ def segment_save(*, segment: Segment, actor=None) -> Segment:
         if changed:
             members_before = _member_count(Segment(pk=segment.pk, **before))
         segment.save()
+        size = segment_size_refresh(segment=segment)
         if changed:
             audit_event_add(
                 AuditEvent.Kind.SEGMENT_CHANGED,
@@ -49,7 +76,7 @@ def segment_save(*, segment: Segment, actor=None) -> Segment:
                 segment_kind=segment.kind,
                 rules=segment.rules,
                 members_before=members_before,
-                members=_member_count(segment),
+                members=size,
             )
     return segment
 
@@ -96,6 +123,7 @@ def segment_add_members(*, segment: Segment, supporters, actor=None) -> int:
             segment=segment.pk,
             count=len(ids),
         )
+        segment_size_refresh(segment=segment)
     return len(ids)
 
 
@@ -112,4 +140,5 @@ def segment_remove_members(*, segment: Segment, supporters, actor=None) -> int:
             segment=segment.pk,
             count=removed,
         )
+        segment_size_refresh(segment=segment)
     return removed
