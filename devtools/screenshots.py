@@ -64,7 +64,14 @@ PARTNER_CSV = [
     ["E-mail address", "First name", "Surname", "Post code", "Topics", "Signed up"],
     ["amira.haddad@example.org", "Amira", "Haddad", "N1 9GU", "r2p", "2026-10-02"],
     ["tom.okafor@example.org", "Tom", "Okafor", "SE1 7PB", "r2p; Atrocity prevention", ""],
-    ["grace.lindqvist@example.org", "Grace", "Lindqvist", "EH1 1YZ", "", "2026-10-09"],
+    [
+        "grace.lindqvist@example.org",
+        "Grace",
+        "Lindqvist",
+        "EH1 1YZ",
+        "Responsibility to Protect",
+        "",
+    ],
     ["not-an-address", "Pat", "Smith", "M1 1AE", "r2p", "2026-10-11"],
 ]
 
@@ -107,7 +114,12 @@ def shots() -> list[Shot]:
         Shot("dashboard", admin("index")),
         Shot("supporters", admin("crm_supporter_changelist")),
         Shot("supporters-dark", admin("crm_supporter_changelist"), dark=True),
-        Shot("supporter", admin("crm_supporter_change", supporter.pk), full_page=True),
+        Shot(
+            "supporter",
+            admin("crm_supporter_change", supporter.pk),
+            full_page=True,
+            max_height=1300,
+        ),
         Shot("segments", admin("crm_segment_changelist")),
         Shot("segment", admin("crm_segment_change", segment.pk), full_page=True),
         Shot("import", admin("crm_supporter_import")),
@@ -115,6 +127,8 @@ def shots() -> list[Shot]:
         Shot("mailings", admin("mailings_mailing_changelist")),
         Shot("mailing", admin("mailings_mailing_change", draft.pk), full_page=True),
         Shot("report", admin("mailings_mailing_report", sent.pk), full_page=True, max_height=2400),
+        Shot("report-clickers", admin("mailings_mailing_report_people", sent.pk) + "?who=clicked"),
+        Shot("erase", admin("crm_supporter_erase", supporter.pk)),
         Shot("join", reverse("signup"), phone=True, full_page=True),
         Shot(
             "preferences",
@@ -272,11 +286,12 @@ def _log_in(page, base_url, password):
 
 def _upload_partner_list(page):
     """Choose a partner's CSV on the import page and ask for its preview."""
-    with tempfile.NamedTemporaryFile("w", suffix=".csv", newline="", delete=False) as file:
-        csv.writer(file).writerows(PARTNER_CSV)
-    try:
+    with tempfile.TemporaryDirectory(prefix="rally-screenshots-") as folder:
+        path = Path(folder) / "partner-list-october.csv"
+        with path.open("w", newline="") as file:
+            csv.writer(file).writerows(PARTNER_CSV)
         form = page.locator("form:has(input[type=file])")
-        form.locator("input[type=file]").set_input_files(file.name)
+        form.locator("input[type=file]").set_input_files(path)
         # Pick the first choice of every list still on its empty choice (format, partner).
         for select in form.locator("select").all():
             if not select.input_value():
@@ -285,8 +300,6 @@ def _upload_partner_list(page):
                     select.select_option(next(v for v in values if v))
         form.locator("[type=submit]").first.click()
         page.wait_for_load_state("networkidle")
-    finally:
-        os.unlink(file.name)
 
 
 def _save(page, shot, path):
