@@ -15,12 +15,12 @@ since 1970), so page 40 reads no more rows than page 1.
 """
 
 import datetime
+import functools
 import re
 from dataclasses import dataclass
 
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.formats import date_format
 
 from crm import extensions
 from crm.models import AuditEvent, ConsentRecord, LawfulBasis, Subscription, Supporter
@@ -47,6 +47,21 @@ class Entry:
     # What became of a mailing: (word, when, as hover text), e.g. ("clicked", "3 Dec 14:02").
     marks: tuple = ()
     who: str = ""
+
+    # The moment as the page shows it (formatted here: the template's date
+    # filter costs a tenth of a millisecond a call, fifty calls a page).
+    @property
+    def when_shown(self) -> str:
+        return when_text(self.when)
+
+    @property
+    def when_iso(self) -> str:
+        return timezone.localtime(self.when).isoformat()
+
+    @property
+    def when_full(self) -> str:
+        local = timezone.localtime(self.when)
+        return f"{local:%A} {local.day} {local:%B %Y, %H:%M:%S}"
 
 
 @dataclass(frozen=True)
@@ -78,11 +93,16 @@ def moment(value: str) -> datetime.datetime:
     return EPOCH + datetime.timedelta(microseconds=micros)
 
 
-def when_text(value: datetime.datetime | None, fmt: str = "j M Y, H:i") -> str:
-    """Return `value` in the site's time zone as staff read it: "3 Dec 2026, 14:02"."""
+def when_text(value: datetime.datetime | None, *, time: bool = True) -> str:
+    """Return `value` in the site's time zone as staff read it: "3 Dec 2026, 14:02".
+
+    Rally's admin is in English; strftime is a tenth of the cost of Django's
+    date formatting, which a page of mailings calls a hundred times.
+    """
     if value is None:
         return ""
-    return date_format(timezone.localtime(value), fmt)
+    local = timezone.localtime(value)
+    return f"{local.day} {local:%b %Y, %H:%M}" if time else f"{local.day} {local:%b %Y}"
 
 
 def sources():
@@ -282,12 +302,18 @@ def _versions(supporter, before, chunk):
         before = batch[-1].history_date
 
 
+@functools.cache
+def _supporter_fields():
+    return {field.name: field for field in Supporter._meta.concrete_fields}
+
+
 def _change_entry(version, older):
-    fields = {field.name: field for field in Supporter._meta.concrete_fields}
+    fields = _supporter_fields()
     changed = []
     for name in CHANGED_FIELDS:
+        # The stored values, not the descriptors' (a Country object per read).
         attname = fields[name].attname
-        if older is None or getattr(version, attname) != getattr(older, attname):
+        if older is None or vars(version)[attname] != vars(older)[attname]:
             changed.append(name)
     if older is not None and not changed:
         return None
@@ -392,7 +418,7 @@ def summary(supporter: Supporter) -> dict:
         "source_label": supporter.get_source_display(),
         "partner": supporter.partner.name if supporter.partner_id else "",
         "subscriptions": [
-            {"name": sub.interest.name, "since": when_text(sub.subscribed_at, "j M Y")}
+            {"name": sub.interest.name, "since": when_text(sub.subscribed_at, time=False)}
             for sub in subscriptions
         ],
         "figures": figures,

@@ -12,6 +12,7 @@ class MailingsConfig(AppConfig):
             receivers,  # noqa: F401 - connects the tracking receiver
             segments,
             services,
+            timeline,
         )
 
         checks.register(check_sending_settings)
@@ -22,6 +23,8 @@ class MailingsConfig(AppConfig):
         extensions.register_segment_users(segments.mailings_by_segment)
         extensions.register_segment_condition("opened_within_days", segments.opened_within)
         extensions.register_segment_condition("clicked_within_days", segments.clicked_within)
+        extensions.register_timeline(timeline.mailings_sent)
+        extensions.register_engagement(timeline.engagement)
 
 
 def check_sending_settings(app_configs=None, **kwargs):

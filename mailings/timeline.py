@@ -112,11 +112,13 @@ def engagement(*, supporter):
         rate = Figure(f"Opened, last {RECENT_MAILINGS} mailings", "—", "Nothing sent to them yet.")
     return [
         Figure(
-            "Last opened", when_text(last["opened"], "j M Y") or "never", when_text(last["opened"])
+            "Last opened",
+            when_text(last["opened"], time=False) or "never",
+            when_text(last["opened"]),
         ),
         Figure(
             "Last clicked",
-            when_text(last["clicked"], "j M Y") or "never",
+            when_text(last["clicked"], time=False) or "never",
             when_text(last["clicked"]),
         ),
         rate,

@@ -19,8 +19,6 @@ from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils import timezone
-from django.utils.formats import date_format
 from django.utils.html import format_html
 from django_countries import countries
 from simple_history.admin import SimpleHistoryAdmin
@@ -278,8 +276,8 @@ class SupporterAdmin(SupporterImportExportMixin, SimpleHistoryAdmin):
 
     @admin.display(description="joined", ordering="created_at")
     def created_column(self, supporter):
-        moment = timezone.localtime(supporter.created_at)
-        return _cell(date_format(moment, "j M Y"), date_format(moment, "j M Y, H:i"))
+        joined = supporter.created_at
+        return _cell(timeline.when_text(joined, time=False), timeline.when_text(joined))
 
     def changelist_view(self, request, extra_context=None):
         # The list needs the window's whole width: the app list beside it stays
