@@ -90,6 +90,11 @@ CUSTOM = {
     "mailings_mailing_send": (C, C),
     "mailings_mailing_schedule": (C, C),
     "mailings_mailing_report": (EVERY_ROLE, None),
+    # The report's lists of people: read by anyone who reads supporters; made into
+    # a segment by who may add segments; downloaded by who may export supporters.
+    "mailings_mailing_report_people": (EVERY_ROLE, None),
+    "mailings_mailing_report_segment": (NOBODY, M),
+    "mailings_mailing_report_export": (NOBODY, M),
     "mailings_mailing_progress": (EVERY_ROLE, None),
     "auth_user_password_change": (SU, SU),
     # Nobody may read a device's secret (OTP_ADMIN_HIDE_SENSITIVE_DATA).
