@@ -97,6 +97,14 @@ def test_the_head_of_the_page_says_who_they_are_and_how_engaged(staff_client, su
     )
 
 
+def test_the_head_of_the_page_says_when_the_address_is_suppressed(staff_client, supporter):
+    services.suppression_add(email=supporter.email, reason=Suppression.Reason.STAFF)
+
+    html = staff_client.get(page_url(supporter)).content.decode()
+
+    assert 'class="supporter-status status-suppressed"' in html
+
+
 def test_a_supporter_never_mailed_says_so(staff_client, supporter):
     figures = staff_client.get(page_url(supporter)).context["supporter_summary"]["figures"]
 
@@ -367,6 +375,23 @@ def test_the_bulk_delete_action_is_only_offered_to_superusers_with_the_same_warn
 
     assert "Deleting is not erasing." in response.content.decode()
     assert Supporter.objects.filter(pk=mistake.pk).exists()
+
+
+def test_an_erased_supporters_page_keeps_only_what_erasure_keeps(client, superuser, supporter):
+    client.force_login(superuser)
+    client.post(reverse("admin:crm_supporter_erase", args=[supporter.pk]))
+
+    response = client.get(page_url(supporter))
+
+    summary = response.context["supporter_summary"]
+    assert summary["name"] == f"Erased supporter #{supporter.pk}"
+    assert summary["status_label"] == "Erased"
+    said = [(entry.kind, entry.text) for entry in response.context["timeline"].entries]
+    assert said == [
+        ("Erased", "Erased: personal data removed and the address suppressed"),
+        ("Joined", "Added by staff"),
+    ]
+    assert "alice" not in response.content.decode().lower()
 
 
 def test_a_cursor_names_a_moment_to_the_microsecond():
