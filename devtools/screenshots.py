@@ -19,6 +19,7 @@ installed the PNGs are compressed further.
 import argparse
 import csv
 import dataclasses
+import io
 import os
 import shutil
 import socket
@@ -163,7 +164,7 @@ def main(argv=None) -> int:
         django.setup()
         call_command("migrate", interactive=False, verbosity=0)
         call_command("seed_demo", supporters=options.supporters)
-        call_command("ensure_admin")
+        call_command("ensure_admin", stdout=io.StringIO())  # its password is read below
         password = (Path(folder) / "var" / "admin-credentials.txt").read_text().strip()
         wanted = [s for s in shots() if not options.only or s.name in options.only]
         unknown = set(options.only or ()) - {s.name for s in wanted}
