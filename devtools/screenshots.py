@@ -239,6 +239,7 @@ def _start_server(port, env, log_path):
 
 
 def _take(wanted, base_url, password, out, chromium) -> list[Path]:
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     made = []
@@ -262,9 +263,15 @@ def _take(wanted, base_url, password, out, chromium) -> list[Path]:
                     _log_in(staff[scheme].new_page(), base_url, password)
                 context = staff[scheme]
             page = context.new_page()
+            page.set_default_timeout(15_000)
             page.goto(base_url + shot.path)
             if shot.upload:
-                _upload_partner_list(page)
+                try:
+                    _upload_partner_list(page)
+                except PlaywrightError as error:
+                    # The import page changed: picture it as it is, and say so.
+                    first_line = str(error).splitlines()[0]
+                    print(f"{shot.name}: the upload failed ({first_line})", file=sys.stderr)
             page.wait_for_load_state("networkidle")
             path = out / f"{shot.name}.png"
             _save(page, shot, path)
