@@ -270,6 +270,13 @@ CELERY_BEAT_SCHEDULE = {
     },
     # Counts every segment's members for the segment list, which never counts.
     "crm-count-segment-sizes": {"task": "crm.tasks.count_segment_sizes", "schedule": 600.0},
+    # Counts the admin home's figures into the cache (project.dashboard); one
+    # left waiting in the queue past the next is dropped.
+    "dashboard-refresh": {
+        "task": "project.tasks.dashboard_refresh",
+        "schedule": env.float("RALLY_DASHBOARD_SECONDS", default=300.0),
+        "options": {"expires": env.float("RALLY_DASHBOARD_SECONDS", default=300.0)},
+    },
 }
 CELERY_TASK_ROUTES = {
     "mailings.tasks.send_mailing_batches": {"queue": "sending"},
@@ -278,9 +285,9 @@ CELERY_TASK_ROUTES = {
     "mailings.tasks.apply_tracking_events": {"queue": "webhooks"},
 }
 # The apps' tasks live in their tasks.py, found by autodiscover_tasks(). The
-# project is no app, so its one task, the heartbeat beside the /healthz check
-# that reads it, is imported by name.
-CELERY_IMPORTS = ["project.health"]
+# project is no app, so its tasks (the heartbeat beside the /healthz check
+# that reads it, and project/tasks.py) are imported by name.
+CELERY_IMPORTS = ["project.health", "project.tasks"]
 CELERY_TIMEZONE = TIME_ZONE
 
 # Email. ESP settings come from the environment: EMAIL_BACKEND names an Anymail
@@ -313,6 +320,9 @@ SERVER_EMAIL = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 # Key for the hashes on the suppression list. Keep it stable: changing it makes
 # every suppressed address unrecognisable. Defaults to one derived from SECRET_KEY.
 RALLY_SUPPRESSION_KEY = env.str("RALLY_SUPPRESSION_KEY", default="")
+
+# Seconds between counts of the admin home's figures (project.tasks.dashboard_refresh).
+RALLY_DASHBOARD_SECONDS = env.float("RALLY_DASHBOARD_SECONDS", default=300.0)
 
 # Partner list imports and exports (docs/import.md).
 # Largest file accepted, in bytes.

@@ -59,6 +59,14 @@ class RallyAdminSite(admin.AdminSite):
     def has_permission(self, request):
         return super().has_permission(request) and _verified(request)
 
+    def index(self, request, extra_context=None):
+        """The admin home: the dashboard (project.dashboard), beside the list of apps."""
+        # Imported here: this module loads with the admin, before the models.
+        from project import dashboard
+
+        context = {"dashboard": dashboard.page_context(request), **(extra_context or {})}
+        return super().index(request, context)
+
     @method_decorator(never_cache)
     def login(self, request, extra_context=None):
         user = request.user
