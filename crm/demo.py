@@ -262,6 +262,8 @@ def _supporters(rng, start, count, interests, partners, tags):
     subscriptions, records, tag_links, suppressed = [], [], [], []
     for supporter in created:
         chosen = rng.sample(interests, rng.randint(1, 3))
+        # Those who left did so some time after joining, as people do.
+        left_at = supporter.created_at + (now - supporter.created_at) * rng.random()
         for interest in chosen:
             subscribed = supporter.status == Supporter.Status.ACTIVE
             subscriptions.append(
@@ -274,7 +276,7 @@ def _supporters(rng, start, count, interests, partners, tags):
                         else Subscription.Status.UNSUBSCRIBED
                     ),
                     subscribed_at=supporter.created_at,
-                    unsubscribed_at=None if subscribed else now,
+                    unsubscribed_at=None if subscribed else left_at,
                 )
             )
             records.append(
@@ -306,7 +308,7 @@ def _supporters(rng, start, count, interests, partners, tags):
                         else ConsentRecord.Method.EMAIL_LINK
                     ),
                     actor_label="demo data",
-                    created_at=now,
+                    created_at=left_at,
                 )
             )
         if supporter.status == Supporter.Status.BOUNCED:
