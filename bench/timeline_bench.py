@@ -8,9 +8,10 @@ timeline) for a supporter with 1,000 events, among many others, on PostgreSQL.
 
 Seeds the database once, set-based in SQL (later runs reuse it): the
 supporters, each with a consent record, its audit event and a version in
-their history; 100 mailings of 10,000 deliveries each (a million); and one
-supporter, "Bench Probe", with 1,000 events: 600 mailings sent to them (40%
-opened, 10% clicked), 200 consent records given and withdrawn (each with
+their history; a million deliveries of 640 mailings, written mailing by
+mailing as sending writes them; and one supporter, "Bench Probe", with 1,000
+events: 600 mailings sent to them (40% opened, 10% clicked), among the
+deliveries of others, 200 consent records given and withdrawn (each with
 the audit event the services write beside it), 100 exports and revoked
 links, and 100 changes to their details. Then prints the median and 95th
 percentile of GET of the probe's page through Django's test client, logged
@@ -93,40 +94,39 @@ AROUND_SQL = [
     """,
 ]
 
-# A million deliveries: each of the 100 mailings to a tenth of the supporters.
+# A million deliveries, laid out as sending lays them out, mailing by mailing:
+# 40 weekly newsletters to a tenth of the supporters each (400,000), and the
+# probe's 600 mailings, each to the probe and a hundredth of the others
+# (600,600), so the probe's deliveries lie on 600 different pages of the table.
 DELIVERIES_SQL = """
 INSERT INTO mailings_delivery (
     mailing_id, supporter_id, status, attempts, claimed_by, esp_message_id, error,
     sent_at, delivered_at, opened_at, last_opened_at, clicked_at, last_clicked_at, created_at
 )
-SELECT m.id, s.id, 'sent', 1, '', '', '',
-    m.started_at, m.started_at,
-    CASE WHEN s.id %% 3 = 0 THEN m.started_at + interval '2 hours' END,
-    CASE WHEN s.id %% 3 = 0 THEN m.started_at + interval '2 hours' END,
-    CASE WHEN s.id %% 12 = 0 THEN m.started_at + interval '3 hours' END,
-    CASE WHEN s.id %% 12 = 0 THEN m.started_at + interval '3 hours' END,
-    m.started_at
-FROM mailings_mailing m
-JOIN crm_supporter s ON s.id %% 10 = m.id %% 10
-WHERE m.name LIKE 'Bench newsletter %%'
+SELECT d.mailing_id, d.supporter_id, 'sent', 1, '', '', '',
+    d.started_at, d.started_at + interval '1 minute',
+    CASE WHEN (d.supporter_id + d.mailing_id) %% 5 < 2 THEN d.started_at + interval '2 hours' END,
+    CASE WHEN (d.supporter_id + d.mailing_id) %% 5 < 2 THEN d.started_at + interval '5 hours' END,
+    CASE WHEN (d.supporter_id + d.mailing_id) %% 10 = 0 THEN d.started_at + interval '3 hours' END,
+    CASE WHEN (d.supporter_id + d.mailing_id) %% 10 = 0 THEN d.started_at + interval '3 hours' END,
+    d.started_at
+FROM (
+    SELECT m.id AS mailing_id, s.id AS supporter_id, m.started_at
+    FROM mailings_mailing m JOIN crm_supporter s ON s.id %% 10 = m.id %% 10
+    WHERE m.name LIKE 'Bench newsletter %%'
+    UNION ALL
+    SELECT m.id, s.id, m.started_at
+    FROM mailings_mailing m JOIN crm_supporter s ON s.id %% 100 = m.id %% 100
+    WHERE m.name LIKE 'Bench probe mailing %%' AND s.id <> %(probe)s
+    UNION ALL
+    SELECT m.id, %(probe)s, m.started_at
+    FROM mailings_mailing m WHERE m.name LIKE 'Bench probe mailing %%'
+) AS d
+ORDER BY d.mailing_id, d.supporter_id
 """
 
-# The probe's 1,000 events, over the last two years.
+# The probe's other events, over the last two years.
 PROBE_SQL = [
-    """
-    INSERT INTO mailings_delivery (
-        mailing_id, supporter_id, status, attempts, claimed_by, esp_message_id, error,
-        sent_at, delivered_at, opened_at, last_opened_at, clicked_at, last_clicked_at, created_at
-    )
-    SELECT m.id, %(probe)s, 'sent', 1, '', '', '',
-        m.started_at, m.started_at + interval '1 minute',
-        CASE WHEN m.id %% 5 < 2 THEN m.started_at + interval '2 hours' END,
-        CASE WHEN m.id %% 5 < 2 THEN m.started_at + interval '5 hours' END,
-        CASE WHEN m.id %% 10 = 0 THEN m.started_at + interval '3 hours' END,
-        CASE WHEN m.id %% 10 = 0 THEN m.started_at + interval '3 hours' END,
-        m.started_at
-    FROM mailings_mailing m WHERE m.name LIKE 'Bench probe mailing %%'
-    """,
     """
     INSERT INTO crm_consentrecord (
         supporter_id, interest_id, action, method, lawful_basis, wording, wording_version,
@@ -191,7 +191,7 @@ def seed(total, staff):
             started_at=now - 7 * n * day,
             finished_at=now - 7 * n * day,
         )
-        for n in range(1, 101)
+        for n in range(1, 41)
     )
     Mailing.objects.bulk_create(
         Mailing(
@@ -214,7 +214,7 @@ def seed(total, staff):
             postcode="LS1 4AP",
             created_at=now - 800 * day,
         )
-        cursor.execute(DELIVERIES_SQL, {})
+        cursor.execute(DELIVERIES_SQL, {"probe": probe.pk})
         for statement in PROBE_SQL:
             cursor.execute(
                 statement, {"probe": probe.pk, "interest": interest.pk, "staff": staff.pk}
