@@ -17,19 +17,23 @@ Reads and writes
     sql.py          every raw SQL statement (PostgreSQL), names from _meta; those that
                     write consent tables are run only by services/
     estimates.py    row counts from PostgreSQL's statistics for long lists
+    timeline.py     a supporter's history, newest first, a page at a time (other apps
+                    add their entries through extensions.py)
 
 Interfaces
 
     admin/                    the staff admin (a package: supporters, segments, imports and exports)
+    charts.py                 server-drawn SVG charts for staff pages, tables for screen readers
     resources.py              django-import-export declarations, handing work to imports/exports
-    tasks.py                  Celery entry points (imports, their recovery and expiry)
+    tasks.py                  Celery entry points (imports, their recovery, expiry; segment sizes)
     management/commands/      import_supporters, export_partner_sync, ensure_admin
 
 Around it
 
     exceptions.py   RallyError, the root of every error Rally raises on purpose
-    extensions.py   what other apps add (data export, erasure, segment rules and uses),
-                    registered from their AppConfig.ready(): crm imports no other app
+    extensions.py   what other apps add (data export, erasure, segment rules and uses,
+                    timeline entries, engagement figures), registered from their
+                    AppConfig.ready(): crm imports no other app
     roles.py        staff roles as Django groups
     demo.py         demo supporters, interests and partners
 """

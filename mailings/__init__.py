@@ -37,5 +37,6 @@ Staff
     admin.py        compose, preview, test-send, send or schedule, progress, report
     reports.py      figures for a mailing's page, report and the mailing list (Mailing.stats)
     report_people.py  the report's lists of people, made into static segments or CSV files
+    timeline.py     what a supporter was sent and did with it, for crm's timeline and page
     demo.py         demo newsletters; manage.py seed_demo loads them with crm's demo data
 """
