@@ -109,7 +109,8 @@ def guess_columns(headers, *choices) -> dict:
     important first: this import's, then the partner's remembered ones
     (PartnerOrganisation.column_mapping). Each is looked up by the exact
     heading, then ignoring case, spaces and punctuation; a heading none of
-    them names gets Rally's synonym for it, or "" (ignored).
+    them names gets Rally's synonym for it, or "" (ignored). Without an email
+    column so far, the first unnamed heading with "email" in it is taken for it.
     """
     keyed = []
     for choice in choices:
@@ -119,7 +120,7 @@ def guess_columns(headers, *choices) -> dict:
             if field == "" or field in FIELD_LABELS
         }
         keyed.append((valid, {heading_key(heading): field for heading, field in valid.items()}))
-    mapping = {}
+    mapping, unanswered = {}, []
     for heading in headers:
         if not _is_filled(heading):
             continue
@@ -136,6 +137,15 @@ def guess_columns(headers, *choices) -> dict:
                 break
         else:
             mapping[text] = HEADING_TO_FIELD.get(key, "")
+            if not mapping[text]:
+                unanswered.append(text)
+    if "email" not in mapping.values():
+        # "Contact E-mail Address", "Supporter email": the one column an import
+        # cannot do without, named at length.
+        for text in unanswered:
+            if "email" in heading_key(text):
+                mapping[text] = "email"
+                break
     return mapping
 
 

@@ -8,7 +8,7 @@ from tests.browser.conftest import browser_page, chromium  # noqa: F401 (fixture
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 PARTNER_FILE = (
-    "Contact E-mail Address,Forename,Surname,Post Code,Notes\n"
+    "Supporter mail,Forename,Surname,Post Code,Notes\n"
     "ann.hughes@example.org,Ann,Hughes,SW1A 1AA,met at the vigil\n"
     "bo.okafor@example.org,Bo,Okafor,M1 1AE,\n"
 )
@@ -45,7 +45,7 @@ def test_unfamiliar_headings_are_matched_previewed_and_imported(
     assert page.get_by_label("Post Code").input_value() == "postcode"
     assert page.get_by_label("Notes").input_value() == ""
     assert page.get_by_text("ann.hughes@example.org").count() == 1  # an example value
-    page.get_by_label("Contact E-mail Address").select_option(label="Email")
+    page.get_by_label("Supporter mail").select_option(label="Email")
     page.get_by_role("button", name="Preview with these columns").click()
 
     page.get_by_text("What this file would do").wait_for()
@@ -66,7 +66,7 @@ def test_unfamiliar_headings_are_matched_previewed_and_imported(
     assert (bo.first_name, bo.last_name, bo.postcode) == ("Bo", "Okafor", "M1 1AE")
     assert list(bo.subscriptions.values_list("interest__slug", flat=True)) == ["r2p"]
     assert PartnerOrganisation.objects.get(pk=partner.pk).column_mapping == {
-        "Contact E-mail Address": "email",
+        "Supporter mail": "email",
         "Forename": "first_name",
         "Surname": "last_name",
         "Post Code": "postcode",

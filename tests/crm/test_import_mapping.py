@@ -73,6 +73,8 @@ def messages_of(response):
         ("E-mail", "email"),
         ("Email address", "email"),
         ("E-mail Address", "email"),
+        ("Contact E-mail Address", "email"),
+        ("Supporter's email (work)", "email"),
         ("Forename", "first_name"),
         ("First name", "first_name"),
         ("given_name", "first_name"),
@@ -99,6 +101,18 @@ def test_headings_are_guessed_ignoring_case_spaces_and_punctuation(heading, fiel
     assert imports.guess_columns(["Email", heading] if field != "email" else [heading]) == (
         {"Email": "email", heading: field} if field != "email" else {heading: "email"}
     )
+
+
+def test_a_heading_with_email_in_it_is_taken_for_email_only_when_nothing_else_is():
+    assert imports.guess_columns(["Email", "Referrer email"]) == {
+        "Email": "email",
+        "Referrer email": "",
+    }
+    # A partner who ignored such a column keeps it ignored.
+    assert imports.guess_columns(["Contact email", "Mail"], {"Contact email": ""}) == {
+        "Contact email": "",
+        "Mail": "email",
+    }
 
 
 def test_tags_and_consent_dates_are_ignored_with_the_reason():
