@@ -13,7 +13,7 @@ million deliveries, with bounces, complaints, opens and clicks). Then prints:
 
 - the periodic task's work: counting the dashboard's figures
   (project.dashboard.figures_count), and counting again the last five mailings'
-  figures when stale (mailing_stats_refresh);
+  figures when stale (mailing_stats_refresh, as the mailing list's count does);
 - the page, GET /admin/ through Django's test Client as a superuser: once with
   no figures stored (it counts them), then 20 times with them in the cache
   (median and 95th percentile). Target: under 500 ms.

@@ -196,23 +196,19 @@ def last_sent_mailings():
 
 
 def mailing_stats_refresh(now) -> int:
-    """Count again the figures of the mailings the dashboard lists, where they are stale.
+    """Count again stale mailing figures, and those of listed mailings never counted.
 
     Bounces, complaints, opens and clicks keep arriving for days after a
-    mailing is sent, so a mailing that finished within HEALTH_DAYS days is
-    counted again once its figures are STATS_STALE_MINUTES old (as the mailing
-    list's own periodic count does, so whichever runs first does it); an older
-    one only if it was never counted. Return how many were counted.
+    mailing is sent: the mailing list's own periodic count
+    (reports.stats_refresh_recent) decides which are stale, so whichever task
+    runs first does it. An older listed mailing is counted only if it never
+    was. Return how many were counted.
     """
-    stale = now - datetime.timedelta(minutes=STATS_STALE_MINUTES)
-    recent = now - datetime.timedelta(days=HEALTH_DAYS)
-    counted = 0
+    counted = reports.stats_refresh_recent(
+        now=now, days=HEALTH_DAYS, older_than_minutes=STATS_STALE_MINUTES
+    )
     for mailing in last_sent_mailings():
-        never = mailing.stats_counted_at is None
-        if never or (
-            mailing.stats_counted_at < stale
-            and (mailing.finished_at is None or mailing.finished_at >= recent)
-        ):
+        if mailing.stats_counted_at is None:
             reports.stats_refresh(mailing, now=now)
             counted += 1
     return counted
