@@ -86,8 +86,13 @@ INSTALLED_APPS = [
     "project.apps.LoginLockoutConfig",  # django-axes
     "django_otp",
     "project.apps.TwoFactorDevicesConfig",  # django_otp.plugins.otp_totp
+    "django_prose_editor",
+    "ninja",
     "crm",
     "mailings",
+    "mailings.journeys",
+    "mailings.actions",
+    "project.api",
 ]
 
 MIDDLEWARE = [
@@ -277,6 +282,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("RALLY_DASHBOARD_SECONDS", default=300.0),
         "options": {"expires": env.float("RALLY_DASHBOARD_SECONDS", default=300.0)},
     },
+    # -- composer (beat entries) --
+    # -- journeys (beat entries) --
+    # -- A/B tests and the deliverability guard (beat entries) --
+    # -- actions and partner sync (beat entries) --
+    # -- API and outbound webhooks (beat entries) --
 }
 CELERY_TASK_ROUTES = {
     "mailings.tasks.send_mailing_batches": {"queue": "sending"},
@@ -526,3 +536,13 @@ if SENTRY_DSN:
         environment=env.str("SENTRY_ENVIRONMENT", default="production"),
         traces_sample_rate=env.float("SENTRY_TRACES_SAMPLE_RATE", default=0.0),
     )
+
+# -- composer (settings) --
+
+# -- journeys (settings) --
+
+# -- A/B tests and the deliverability guard (settings) --
+
+# -- actions and partner sync (settings) --
+
+# -- API and outbound webhooks (settings) --

@@ -13,5 +13,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # Anymail's webhooks, each behind a guard (size limit, 401/403, 400 for junk).
     path("anymail/", include("mailings.webhooks")),
+    path("api/", include("project.api.urls")),
+    path("act/", include("mailings.actions.urls")),
     path("", include("mailings.urls")),
 ]

@@ -1,0 +1,1 @@
+"""Action pages (petitions, pledges, event sign-ups) at /act/<slug>/, with coalition opt-ins."""

@@ -1,0 +1,1 @@
+"""Supporter journeys: a trigger, then steps (emails, waits, branches), each once."""

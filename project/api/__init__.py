@@ -1,0 +1,1 @@
+"""The REST API under /api/ and signed outbound webhooks."""
