@@ -347,14 +347,24 @@ def _locked(supporters):
 
 
 def supporters_subscribe(
-    *, supporters, interest: CampaignInterest, actor, method: str
+    *,
+    supporters,
+    interest: CampaignInterest,
+    actor,
+    method: str,
+    actor_label: str = "staff bulk action",
+    wording: str = "",
+    wording_version: str = "",
+    partner=None,
 ) -> BulkSubscription:
     """Subscribe `supporters` to `interest` (a staff bulk action), in one transaction.
 
     Staff cannot say yes for people who said no: supporters who unsubscribed
     from all email or from this interest are left as they are (imports leave
     them too; only they can subscribe again, from their preference link), and
-    so are those who cannot be emailed at all.
+    so are those who cannot be emailed at all. The API's batch upsert calls it
+    too, with the consent evidence its client sent (`wording`, `partner`,
+    `actor_label` naming the key and the source).
     """
     with transaction.atomic():
         now = timezone.now()
@@ -400,9 +410,12 @@ def supporters_subscribe(
             action=ConsentRecord.Action.GRANTED,
             method=method,
             actor=actor,
-            actor_label="staff bulk action",
+            actor_label=actor_label,
             now=now,
             lawful_basis=LawfulBasis.CONSENT,
+            wording=wording,
+            wording_version=wording_version,
+            partner=partner,
         )
     return BulkSubscription(len(new), already, opted_out, unmailable)
 
