@@ -300,6 +300,17 @@ CELERY_TASK_ROUTES = {
 CELERY_IMPORTS = ["project.health", "project.tasks"]
 CELERY_TIMEZONE = TIME_ZONE
 
+    # Turns new consent records and audit events into webhook deliveries
+    # (project.api.webhooks.webhooks_fan_out), then queues those due.
+    "api-webhooks-fan-out": {
+        "task": "project.api.tasks.webhooks_fan_out",
+        "schedule": env.float("RALLY_WEBHOOK_OUTBOX_SECONDS", default=10.0),
+    },
+    # Queues again deliveries whose retry time has come, or whose worker died.
+    "api-webhooks-requeue": {
+        "task": "project.api.tasks.webhooks_requeue",
+        "schedule": env.float("RALLY_WEBHOOK_OUTBOX_SECONDS", default=10.0) * 3,
+    },
 # Email. ESP settings come from the environment: EMAIL_BACKEND names an Anymail
 # backend and every ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"]. With none
 # set, mail goes to the local mail sink (python -m mailsink), which speaks
@@ -546,3 +557,15 @@ if SENTRY_DSN:
 # -- actions and partner sync (settings) --
 
 # -- API and outbound webhooks (settings) --
+# Calls each API key may make, as "count/period" with period s, m, h or d (docs/api.md).
+RALLY_API_RATE_LIMIT = env.str("RALLY_API_RATE_LIMIT", default="120/m")
+# Outbound webhooks (docs/api.md): seconds to wait for an endpoint's answer,
+# hours to keep retrying a delivery, and failed attempts in a row after which
+# the endpoint is paused and staff are told.
+RALLY_WEBHOOK_TIMEOUT = env.float("RALLY_WEBHOOK_TIMEOUT", default=5.0)
+RALLY_WEBHOOK_RETRY_HOURS = env.float("RALLY_WEBHOOK_RETRY_HOURS", default=24.0)
+RALLY_WEBHOOK_PAUSE_AFTER = env.int("RALLY_WEBHOOK_PAUSE_AFTER", default=20)
+# Let webhooks reach loopback, private and link-local addresses: only for a
+# receiver on the same machine or network in development. Off, Rally refuses
+# them, so an endpoint URL cannot be used to probe the internal network.
+RALLY_WEBHOOK_ALLOW_PRIVATE = env.bool("RALLY_WEBHOOK_ALLOW_PRIVATE", default=False)
