@@ -368,6 +368,8 @@ class ConsentRecord(models.Model):
         COMPLAINT = "complaint", "Complaint (via ESP webhook)"
         BOUNCE = "bounce", "Hard bounce (via ESP webhook)"
         ESP_UNSUBSCRIBE = "esp_unsubscribe", "Unsubscribe at the ESP (via webhook)"
+        ACTION_PAGE = "action_page", "Action page"
+        PARTNER_OPT_OUT = "partner_opt_out", "Opt-out sent by a partner"
 
     supporter = models.ForeignKey(
         Supporter,
@@ -687,3 +689,124 @@ class AuditEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} at {self.created_at:%Y-%m-%d %H:%M}"
+
+
+class PartnerConsentQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise TypeError("Partner consents are append-only; they cannot be updated.")
+
+    def latest_action(self, *, partner):
+        """Return a subquery of the latest action for OuterRef("pk") (a supporter) and `partner`."""
+        return (
+            self.filter(supporter=OuterRef("pk"), partner=partner)
+            .order_by("-created_at", "-id")
+            .values("action")[:1]
+        )
+
+
+class PartnerConsent(models.Model):
+    """One opt-in to hear from a partner organisation, or its withdrawal. Never edited.
+
+    The latest record for a supporter and partner is their current answer: while
+    it is "granted", the partner's sync export carries the supporter's email
+    address and the `fields` they agreed to share (crm.exports.partner_sync_rows).
+    Written only by crm.services.partner_consent; erased with the supporter's data.
+    """
+
+    class Action(models.TextChoices):
+        GRANTED = "granted", "Opted in"
+        WITHDRAWN = "withdrawn", "Withdrawn"
+
+    supporter = models.ForeignKey(
+        Supporter,
+        on_delete=models.CASCADE,
+        related_name="partner_consents",
+        db_index=False,  # crm_partnerconsent_supporter (supporter, partner, created_at)
+    )
+    partner = models.ForeignKey(
+        PartnerOrganisation,
+        on_delete=models.PROTECT,
+        related_name="consents",
+        db_index=False,  # crm_partnerconsent_partner (partner, created_at)
+    )
+    action = models.CharField(max_length=16, choices=Action.choices)
+    fields = models.JSONField(
+        default=list, blank=True, help_text="Supporter fields shared besides the email address."
+    )
+    wording = models.TextField(blank=True, help_text="The exact wording shown, if any.")
+    wording_version = models.CharField(max_length=64, blank=True)
+    page_url = models.CharField(max_length=500, blank=True, help_text="Where it was given.")
+    source = models.CharField(max_length=200, blank=True, help_text="What made the change.")
+    optout_file = models.ForeignKey(
+        "crm.PartnerOptOutFile",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="consents",
+        db_index=False,  # crm_partnerconsent_optout_file, a partial index
+    )
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = PartnerConsentQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "partner opt-in"
+        indexes = [
+            models.Index(
+                fields=["supporter", "partner", "created_at"], name="crm_partnerconsent_supporter"
+            ),
+            models.Index(fields=["partner", "created_at"], name="crm_partnerconsent_partner"),
+            models.Index(
+                fields=["optout_file"],
+                name="crm_partnerconsent_optout",
+                condition=Q(optout_file__isnull=False),
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_action_display()}: {self.partner}"
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise TypeError("Partner consents are append-only; they cannot be updated.")
+        super().save(*args, **kwargs)
+
+
+class PartnerOptOutFile(models.Model):
+    """The receipt for one file of opt-outs a partner sent back, applied by staff.
+
+    It names no supporter: counts, and the rows that matched nobody (row
+    number and the address as the partner wrote it, so staff can tell them).
+    """
+
+    partner = models.ForeignKey(
+        PartnerOrganisation, on_delete=models.PROTECT, related_name="optout_files"
+    )
+    file_name = models.CharField(max_length=255)
+    file_hash = models.CharField(max_length=64, help_text="SHA-256 of the file.")
+    rows = models.PositiveIntegerField(default=0, help_text="Addresses in the file.")
+    matched = models.PositiveIntegerField(default=0, help_text="Rows that matched a supporter.")
+    withdrawn = models.PositiveIntegerField(
+        default=0, help_text="Supporters who had something from this partner withdrawn."
+    )
+    subscriptions_withdrawn = models.PositiveIntegerField(default=0)
+    opt_ins_withdrawn = models.PositiveIntegerField(default=0)
+    unmatched = models.JSONField(
+        default=list, blank=True, help_text="[row number, address] of rows that matched nobody."
+    )
+    invalid = models.JSONField(
+        default=list, blank=True, help_text="[row number, value] of rows with no usable address."
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "partner opt-out file"
+
+    def __str__(self):
+        return f"{self.file_name} from {self.partner} ({self.created_at:%Y-%m-%d})"

@@ -569,3 +569,18 @@ RALLY_WEBHOOK_PAUSE_AFTER = env.int("RALLY_WEBHOOK_PAUSE_AFTER", default=20)
 # receiver on the same machine or network in development. Off, Rally refuses
 # them, so an endpoint URL cannot be used to probe the internal network.
 RALLY_WEBHOOK_ALLOW_PRIVATE = env.bool("RALLY_WEBHOOK_ALLOW_PRIVATE", default=False)
+# Action pages (/act/<slug>/, docs/actions.md). The box to hear from the charity,
+# unless an action words its own; the recorded version is a hash of the text.
+RALLY_ACTION_OPT_IN_WORDING = env.str(
+    "RALLY_ACTION_OPT_IN_WORDING",
+    default=(
+        "Yes, {site_name} may email me about this campaign and others like it. "
+        "I can unsubscribe at any time from the link in every email."
+    ),
+)
+# Opting in on an action page waits for a click in a confirmation email, as /join/ does.
+RALLY_ACTIONS_DOUBLE_OPT_IN = env.bool("RALLY_ACTIONS_DOUBLE_OPT_IN", default=True)
+# Signatures per client network (petitions are signed from offices and events on one address).
+RALLY_ACTION_RATE_LIMIT_PER_IP = env.str("RALLY_ACTION_RATE_LIMIT_PER_IP", default="300/h")
+# Seconds an action page's body and its count are served from the cache.
+RALLY_ACTION_CACHE_SECONDS = env.int("RALLY_ACTION_CACHE_SECONDS", default=10)

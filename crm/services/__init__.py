@@ -11,6 +11,8 @@ change writes its consent record and audit event in the same transaction.
                    supporters_delete_unused_import
     gdpr.py        supporter_export_data, supporter_erase
     segments.py    segment_save, segments_delete, segment_add_members, segment_remove_members
+    partner_consent.py  partner_consent_grant (an opt-in to hear from a partner),
+                   partner_optouts_apply (a partner's opt-out file, with its receipt)
     audit.py       audit_event_add, the audit trail's writer for all of the above,
                    and for imports and exports
 
@@ -41,6 +43,7 @@ from crm.services.consent import (
     suppression_remove,
 )
 from crm.services.gdpr import supporter_erase, supporter_export_data
+from crm.services.partner_consent import partner_consent_grant, partner_optouts_apply
 from crm.services.segments import (
     segment_add_members,
     segment_remove_members,
@@ -60,6 +63,8 @@ __all__ = [
     "consent_grant",
     "consents_grant_bulk",
     "consents_withdraw_bulk",
+    "partner_consent_grant",
+    "partner_optouts_apply",
     "segment_add_members",
     "segment_remove_members",
     "segment_save",
