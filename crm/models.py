@@ -656,6 +656,7 @@ class AuditEvent(models.Model):
         IMPORTED = "imported", "List imported"
         IMPORT_REVERTED = "import_reverted", "List import reverted"
         LINKS_REVOKED = "links_revoked", "Email links revoked"
+        CHECKS_OVERRIDDEN = "checks_overridden", "Sending allowed despite accessibility problems"
 
     kind = models.CharField(max_length=32, choices=Kind.choices)
     supporter = models.ForeignKey(

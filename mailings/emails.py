@@ -1,10 +1,10 @@
 """
 Building newsletter messages.
 
-A mailing is prepared once per worker process: the staff-written body is
-placed in the branded template (templates/email/newsletter.html and .txt),
-the plain-text part is generated from the HTML unless staff wrote one, and
-the result is split into literal text and merge fields. Each recipient then
+A mailing is prepared once per worker process: its blocks are rendered in
+the charity's email template by mailings.composer.render (MJML to responsive
+HTML, and a plain-text part made from the same blocks unless staff wrote
+one), and the result is split into literal text and merge fields. Each recipient then
 costs only a string join, so a worker renders thousands of messages a second.
 
 Merge fields look like Django's, but only these are understood (anything
@@ -26,9 +26,7 @@ from urllib.parse import urlsplit
 
 from anymail.message import AnymailMessage
 from django.conf import settings
-from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils.safestring import mark_safe
 
 from mailings import tokens
 from mailings.exceptions import MergeFieldError
@@ -228,28 +226,21 @@ class PreparedMailing:
     """A mailing's subject, HTML and text, compiled once, filled in per recipient."""
 
     def __init__(self, mailing):
+        # The composer builds on this module's merge fields, so it is imported here.
+        from mailings.composer import blocks, render
+
         interests = list(mailing.interests.all())
         self.mailing_id = mailing.pk
         self.mailing = mailing
         self.has_interests = bool(interests)
-        check_merge_fields(mailing.subject, mailing.preheader, mailing.body_html, mailing.body_text)
-        context = {
-            "mailing": mailing,
-            "subject": mailing.subject,
-            "preheader": mailing.preheader,
-            "body": mark_safe(mailing.body_html),  # noqa: S308 - written by campaign staff
-            "interests": interests,
-            "site_name": settings.SITE_NAME,
-            "site_url": settings.SITE_URL,
-            "unsubscribe_url": "{{ unsubscribe_url }}",
-            "preferences_url": "{{ preferences_url }}",
-        }
-        self.subject = Compiled(mailing.subject.replace("\n", " ").strip())
-        self.html = Compiled(render_to_string("email/newsletter.html", context))
-        body_text = mailing.body_text.strip() or html_to_text(mailing.body_html)
-        self.text = Compiled(
-            render_to_string("email/newsletter.txt", {**context, "body": body_text})
+        content = mailing.content_blocks()
+        check_merge_fields(
+            mailing.subject, mailing.preheader, mailing.body_text, *blocks.merge_texts(content)
         )
+        email = render.render_mailing(mailing, interests=interests)
+        self.subject = Compiled(mailing.subject.replace("\n", " ").strip())
+        self.html = Compiled(email.html)
+        self.text = Compiled(email.text)
         name, address = _default_sender()
         self.from_email = formataddr((mailing.from_name or name, mailing.from_email or address))
         self.reply_to = [mailing.reply_to] if mailing.reply_to else []
@@ -417,27 +408,27 @@ def prepare(mailing):
 
 # -- checks staff see before sending ------------------------------------------------------
 
-_URL_ATTR = re.compile(r"""(?:href|src)\s*=\s*["']?\s*(http://[^"'\s>]+)""", re.IGNORECASE)
-_TEXT_URL = re.compile(r"http://[^\s<>()\"']+", re.IGNORECASE)
-
 
 def content_warnings(mailing):
-    """Return what staff should fix or know about the mailing's content, as sentences."""
+    """Return what staff should fix or know about the mailing as a whole, as sentences.
+
+    What is wrong inside the content (alt text, link text, links that are not
+    https, contrast ...) is mailings.composer.checks' job, block by block.
+    """
+    from mailings.composer import blocks
+
     warnings = []
     if not mailing.subject.strip():
         warnings.append("The mailing has no subject.")
-    if not mailing.body_html.strip():
+    content = mailing.content_blocks()
+    if not content:
         warnings.append("The mailing has no body.")
     try:
-        check_merge_fields(mailing.subject, mailing.preheader, mailing.body_html, mailing.body_text)
+        check_merge_fields(
+            mailing.subject, mailing.preheader, mailing.body_text, *blocks.merge_texts(content)
+        )
     except MergeFieldError as error:
         warnings.append(error.message)
-    insecure = sorted(
-        set(_URL_ATTR.findall(mailing.body_html)) | set(_TEXT_URL.findall(mailing.body_text))
-    )
-    if insecure:
-        shown = ", ".join(insecure[:5]) + (" …" if len(insecure) > 5 else "")
-        warnings.append(f"Links that are not https (use https:// instead): {shown}")
     if not settings.SITE_URL.startswith("https://") and not settings.DEBUG:
         warnings.append(
             f"No one-click unsubscribe is possible: SITE_URL is {settings.SITE_URL}, and mailbox "

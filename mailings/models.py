@@ -1,7 +1,94 @@
+import secrets
+
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import FileExtensionValidator, RegexValidator
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
+
+_COLOUR = RegexValidator(
+    r"^#[0-9a-fA-F]{6}$", "Write a colour as # and six hex digits, e.g. #0d3b4f."
+)
+
+# Email clients show PNG, JPEG and GIF; SVG and WebP are not safe choices.
+_LOGO_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a")
+
+
+def validate_logo(upload):
+    """Refuse a logo that is not a PNG, JPEG or GIF image, or is over 1 MB."""
+    if upload.size > 1024 * 1024:
+        raise ValidationError("The logo is over 1 MB; save it smaller (600 px wide is plenty).")
+    head = upload.read(8)
+    upload.seek(0)
+    if not head.startswith(_LOGO_SIGNATURES):
+        raise ValidationError("The logo must be a PNG, JPEG or GIF image.")
+
+
+def new_public_id():
+    return secrets.token_urlsafe(16)
+
+
+class EmailTemplateQuerySet(models.QuerySet):
+    def default(self):
+        """Return the default template, or None when the charity has not set one up."""
+        return self.filter(is_default=True).first()
+
+
+class EmailTemplate(models.Model):
+    """The charity's header and footer, set once; optionally a newsletter to start from."""
+
+    name = models.CharField(max_length=100)
+    logo = models.FileField(
+        upload_to="composer/logos/",
+        blank=True,
+        validators=[FileExtensionValidator(["png", "jpg", "jpeg", "gif"]), validate_logo],
+        help_text="PNG, JPEG or GIF, shown at most 200 px wide. Empty: the charity's name.",
+    )
+    logo_alt = models.CharField(
+        "logo text",
+        max_length=100,
+        blank=True,
+        help_text="What the logo says, for people who cannot see it. Empty: the site name.",
+    )
+    brand_colour = models.CharField(
+        max_length=7, default="#0d3b4f", validators=[_COLOUR], help_text="Header and headings."
+    )
+    button_colour = models.CharField(
+        max_length=7, default="#c8102e", validators=[_COLOUR], help_text="Buttons and accents."
+    )
+    background_colour = models.CharField(max_length=7, default="#f2f4f5", validators=[_COLOUR])
+    text_colour = models.CharField(max_length=7, default="#1d2a33", validators=[_COLOUR])
+    postal_address = models.TextField(
+        blank=True, help_text="The charity's postal address, shown in every email's footer."
+    )
+    footer_text = models.TextField(
+        blank=True,
+        help_text="Shown in the footer above the unsubscribe links, e.g. a charity number.",
+    )
+    is_default = models.BooleanField(
+        "default template", default=False, help_text="Used by newsletters that choose none."
+    )
+    blocks = models.JSONField(
+        default=list, blank=True, help_text="A newsletter saved as a template to start from."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = EmailTemplateQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-is_default", "name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=models.Q(is_default=True),
+                name="mailings_one_default_template",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
 
 
 class MailingQuerySet(models.QuerySet):
@@ -44,11 +131,14 @@ class Mailing(models.Model):
         "from address", blank=True, help_text="Leave empty for the default sender address."
     )
     reply_to = models.EmailField("reply-to address", blank=True)
+    # Raw HTML as newsletters were written before the composer. Migration 0008
+    # moved every body into one "html" block; content_blocks() still reads a
+    # body written here into a mailing with no blocks, so nothing is lost.
     body_html = models.TextField(
         "body (HTML)",
         blank=True,
         help_text=(
-            "The newsletter's content, placed inside the branded email template. Merge "
+            "Raw HTML, for newsletters written before the composer. Merge "
             'fields: {{ first_name|default:"friend" }}, {{ last_name }}, {{ full_name }}, '
             "{{ postcode }}, {{ unsubscribe_url }}, {{ preferences_url }}."
         ),
@@ -56,8 +146,35 @@ class Mailing(models.Model):
     body_text = models.TextField(
         "plain-text version",
         blank=True,
-        help_text="Leave empty to generate it from the HTML body.",
+        help_text="Leave empty to generate it from the blocks.",
     )
+    # The newsletter's content: a list of blocks (mailings.composer describes them).
+    blocks = models.JSONField(default=list, blank=True)
+    template = models.ForeignKey(
+        EmailTemplate,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="mailings",
+        help_text="The header and footer. Empty: the default template.",
+    )
+    # The "view in your browser" copy lives at /newsletters/<public_id>/.
+    public_id = models.CharField(max_length=32, unique=True, default=new_public_id, editable=False)
+    in_archive = models.BooleanField(
+        "list in the newsletter archive",
+        default=False,
+        help_text="Once sent, listed on the public /newsletters/ page.",
+    )
+    # Who allowed sending despite a problem the accessibility check blocks on.
+    checks_overridden_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+    checks_overridden_at = models.DateTimeField(null=True, blank=True, editable=False)
     interests = models.ManyToManyField(
         "crm.CampaignInterest",
         blank=True,
@@ -119,7 +236,10 @@ class Mailing(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        permissions = [("send_mailing", "Can send, schedule, pause and cancel mailings")]
+        permissions = [
+            ("send_mailing", "Can send, schedule, pause and cancel mailings"),
+            ("edit_html_block", "Can edit raw HTML blocks"),
+        ]
         indexes = [
             models.Index(fields=["status", "scheduled_at"], name="mailings_status_due"),
         ]
@@ -130,6 +250,20 @@ class Mailing(models.Model):
     @property
     def is_editable(self):
         return self.status in self.EDITABLE_STATUSES
+
+    def content_blocks(self):
+        """Return the blocks to render: `blocks`, or a raw body_html as one "html" block."""
+        if self.blocks:
+            return self.blocks
+        if self.body_html.strip():
+            return [{"id": "body", "type": "html", "html": self.body_html}]
+        return []
+
+    def email_template(self):
+        """Return the EmailTemplate the mailing renders with (its own, else the default)."""
+        if self.template_id:
+            return self.template
+        return EmailTemplate.objects.default()
 
     def audience(self):
         """Return the supporters this mailing would go to now, as one query.

@@ -14,8 +14,11 @@ from django.db import transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from crm.models import Supporter, normalize_email
+from crm.models import AuditEvent, Supporter, normalize_email
+from crm.services import audit_event_add
 from mailings import emails, esp, sending
+from mailings.composer import blocks as composer_blocks
+from mailings.composer import checks
 from mailings.exceptions import MailingRefused
 from mailings.models import Delivery, DeliveryEvent, Mailing
 
@@ -45,16 +48,32 @@ def mailing_check_ready(*, mailing: Mailing) -> None:
     problems = []
     if not mailing.subject.strip():
         problems.append("add a subject")
-    if not mailing.body_html.strip():
+    content = mailing.content_blocks()
+    if not content:
         problems.append("write the body")
     if not mailing.interests.exists() and not mailing.include_segments.exists():
         problems.append("choose at least one interest or segment to send to")
     try:
         emails.check_merge_fields(
-            mailing.subject, mailing.preheader, mailing.body_html, mailing.body_text
+            mailing.subject,
+            mailing.preheader,
+            mailing.body_text,
+            *composer_blocks.merge_texts(content),
         )
     except emails.MergeFieldError as error:
         problems.append(error.message)
+    if not problems:
+        blocking = [
+            problem
+            for problem in checks.blocking_problems(mailing)
+            if problem.code in checks.NOT_OVERRIDABLE or mailing.checks_overridden_at is None
+        ]
+        if blocking:
+            problems.append(
+                "fix what the accessibility check found ("
+                + "; ".join(str(problem).rstrip(".") for problem in blocking)
+                + "), or ask a campaign manager to allow sending anyway"
+            )
     if problems:
         raise MailingRefused("Before sending, " + "; ".join(problems) + ".")
 
@@ -203,6 +222,40 @@ def deliveries_resend_unknown(*, mailing: Mailing, actor) -> int:
     return count
 
 
+def mailing_override_checks(*, mailing: Mailing, actor) -> Mailing:
+    """Allow `mailing` to be sent despite the accessibility check's blocking problems.
+
+    Only staff who may send mailings can; the audit trail records who, and the
+    problems they allowed. Content that cannot be sent at all (invalid blocks,
+    unknown merge fields) still cannot.
+    """
+    if not actor.has_perm("mailings.send_mailing"):
+        raise MailingRefused("Only staff who may send mailings can allow sending anyway.")
+    problems = checks.blocking_problems(mailing)
+    if any(problem.code in checks.NOT_OVERRIDABLE for problem in problems):
+        raise MailingRefused(
+            "This newsletter cannot be sent as it is: "
+            + "; ".join(str(p) for p in problems if p.code in checks.NOT_OVERRIDABLE)
+        )
+    with transaction.atomic():
+        mailing_update_check(mailing=mailing)
+        now = timezone.now()
+        Mailing.objects.filter(pk=mailing.pk).update(
+            checks_overridden_by=actor, checks_overridden_at=now
+        )
+        audit_event_add(
+            AuditEvent.Kind.CHECKS_OVERRIDDEN,
+            actor=actor,
+            source="admin",
+            mailing_id=mailing.pk,
+            mailing=mailing.name,
+            problems=[{"code": p.code, "where": p.where, "message": p.message} for p in problems],
+        )
+    mailing.checks_overridden_by = actor
+    mailing.checks_overridden_at = now
+    return mailing
+
+
 def mailing_update_check(*, mailing: Mailing) -> None:
     """Refuse (MailingRefused) to change a mailing once sending has started."""
     current = Mailing.objects.filter(pk=mailing.pk).values_list("status", flat=True).first()
@@ -225,6 +278,8 @@ def mailing_duplicate(*, mailing: Mailing, actor) -> Mailing:
             reply_to=mailing.reply_to,
             body_html=mailing.body_html,
             body_text=mailing.body_text,
+            blocks=mailing.blocks,
+            template=mailing.template,
             created_by=actor,
         )
         copy.interests.set(mailing.interests.all())

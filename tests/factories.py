@@ -62,10 +62,21 @@ class MailingFactory(factory.django.DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Newsletter {n}")
     subject = "Why the UK needs an atrocity-prevention strategy"
     preheader = "Three things your MP can do this month."
-    body_html = (
-        '<h1>Dear {{ first_name|default:"friend" }},</h1>'
-        "<p>The UK has a duty to prevent atrocities. "
-        '<a href="https://example.org/strategy">Read our briefing</a>.</p>'
+    blocks = factory.LazyFunction(
+        lambda: [
+            {
+                "id": "b1",
+                "type": "heading",
+                "level": 1,
+                "text": 'Dear {{ first_name|default:"friend" }},',
+            },
+            {
+                "id": "b2",
+                "type": "text",
+                "html": "<p>The UK has a duty to prevent atrocities. "
+                '<a href="https://example.org/strategy">Read our briefing</a>.</p>',
+            },
+        ]
     )
 
     @factory.post_generation

@@ -55,8 +55,8 @@ def test_unscheduling_returns_to_draft(newsletter, campaign_user):
     ("change", "message"),
     [
         ({"subject": ""}, "add a subject"),
-        ({"body_html": ""}, "write the body"),
-        ({"body_html": "<p>Hi {{ nickname }}</p>"}, "Unknown merge field"),
+        ({"blocks": []}, "write the body"),
+        ({"blocks": [{"type": "text", "html": "<p>Hi {{ nickname }}</p>"}]}, "Unknown merge field"),
     ],
 )
 def test_sending_refuses_an_unfinished_mailing(newsletter, campaign_user, change, message):
@@ -136,5 +136,5 @@ def test_duplicate_makes_an_editable_copy(newsletter, campaign_user):
     copy = services.mailing_duplicate(mailing=newsletter, actor=campaign_user)
 
     assert copy.status == Mailing.Status.DRAFT
-    assert copy.body_html == newsletter.body_html
+    assert copy.blocks == newsletter.blocks
     assert list(copy.interests.all()) == list(newsletter.interests.all())
