@@ -113,9 +113,19 @@ class Mailing(models.Model):
         SENT = "sent", "Sent"
         CANCELLED = "cancelled", "Cancelled"
 
+    class Kind(models.TextChoices):
+        NEWSLETTER = "newsletter", "Newsletter"
+        # One email step of a journey (mailings.journeys): it sends whenever a
+        # supporter reaches the step, never shows in the newsletter list and
+        # never finishes while its journey lives.
+        JOURNEY = "journey", "Journey email"
+
     EDITABLE_STATUSES = (Status.DRAFT, Status.SCHEDULED)
 
     name = models.CharField("internal name", max_length=200)
+    kind = models.CharField(
+        max_length=16, choices=Kind.choices, default=Kind.NEWSLETTER, db_default=Kind.NEWSLETTER
+    )
     subject = models.CharField(
         max_length=255, blank=True, help_text="Merge fields work here too: {{ first_name }}."
     )
@@ -249,7 +259,9 @@ class Mailing(models.Model):
 
     @property
     def is_editable(self):
-        return self.status in self.EDITABLE_STATUSES
+        # A journey email may be corrected while its journey runs: each send
+        # renders the mailing as it is then.
+        return self.kind == self.Kind.JOURNEY or self.status in self.EDITABLE_STATUSES
 
     def content_blocks(self):
         """Return the blocks to render: `blocks`, or a raw body_html as one "html" block."""
@@ -326,7 +338,10 @@ class DeliveryQuerySet(models.QuerySet):
 class Delivery(models.Model):
     """One supporter's copy of one mailing.
 
-    Unique on (mailing, supporter), so "sent twice" cannot be recorded. The
+    Unique on (mailing, supporter, round), so "sent twice" cannot be recorded.
+    A newsletter's deliveries are all round 0; a journey email's round is the
+    supporter's enrolment in the journey (1, 2, ...), so someone who enters a
+    journey again receives its emails once per entry. The
     send state (status) moves queued → sending → sent or failed; what the
     ESP reports afterwards lands in the timestamps below, each set once.
     """
@@ -348,6 +363,7 @@ class Delivery(models.Model):
     supporter = models.ForeignKey(
         "crm.Supporter", on_delete=models.CASCADE, related_name="deliveries"
     )
+    round = models.PositiveIntegerField(default=0, db_default=0)
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     attempts = models.PositiveSmallIntegerField(default=0)
     retry_at = models.DateTimeField(null=True, blank=True)
@@ -376,7 +392,9 @@ class Delivery(models.Model):
     class Meta:
         verbose_name_plural = "deliveries"
         constraints = [
-            models.UniqueConstraint(fields=["mailing", "supporter"], name="mailings_delivery_once"),
+            models.UniqueConstraint(
+                fields=["mailing", "supporter", "round"], name="mailings_delivery_once"
+            ),
         ]
         indexes = [
             models.Index(fields=["mailing", "status"], name="mailings_delivery_state"),

@@ -152,7 +152,7 @@ def deliveries_insert_audience(query, params, *, mailing_id, now):
         "(mailing_id, supporter_id, status, attempts, claimed_by, esp_message_id, error, "
         "created_at) "
         "SELECT %s, supporter_id, %s, 0, '', '', '', %s FROM audience WHERE true "
-        "ON CONFLICT (mailing_id, supporter_id) DO NOTHING"
+        "ON CONFLICT (mailing_id, supporter_id, round) DO NOTHING"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [*params, mailing_id, Delivery.Status.QUEUED, now])
@@ -272,3 +272,33 @@ def deliveries_set_times(column, values):
             f"FROM (VALUES {rows}) AS v WHERE {table}.id = v.column1",
             params,
         )
+
+
+# Journeys
+
+
+def enrolments_claim(*, journey_id, limit, now, until) -> list[int]:
+    """Push `due_at` of up to `limit` due enrolments of `journey_id` to `until`; return their ids.
+
+    One conditional UPDATE … RETURNING on PostgreSQL and SQLite alike (no ORM
+    twin): two workers never claim the same row (PostgreSQL skips rows
+    another transaction has locked; SQLite runs one writer at a time), and a
+    claimed row whose worker dies is due again at `until`. The inner SELECT
+    reads the partial index journeys_enrolment_due.
+
+    Pays in bench/journey_bench.py (docs/performance.md, "Journeys").
+    """
+    from mailings.journeys.models import Enrolment
+
+    table = connection.ops.quote_name(Enrolment._meta.db_table)
+    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    sql = (
+        f"UPDATE {table} SET due_at = %s WHERE id IN ("  # noqa: S608 - names from _meta
+        f"SELECT id FROM {table} WHERE journey_id = %s AND state = %s AND due_at <= %s "
+        f"ORDER BY due_at LIMIT %s{lock}) AND state = %s AND due_at <= %s RETURNING id"
+    )
+    active = Enrolment.State.ACTIVE
+    now, until = (connection.ops.adapt_datetimefield_value(value) for value in (now, until))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [until, journey_id, active, now, limit, active, now])
+        return [row[0] for row in cursor.fetchall()]

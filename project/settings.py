@@ -284,6 +284,13 @@ CELERY_BEAT_SCHEDULE = {
     },
     # -- composer (beat entries) --
     # -- journeys (beat entries) --
+    # Enrols whoever a live journey's trigger found, takes out whoever can no
+    # longer be mailed and moves due supporters along (mailings.journeys.engine).
+    "journeys-tick": {
+        "task": "mailings.journeys.tasks.run_journeys",
+        "schedule": env.float("RALLY_JOURNEY_TICK_SECONDS", default=30.0),
+        "options": {"expires": env.float("RALLY_JOURNEY_TICK_SECONDS", default=30.0)},
+    },
     # -- A/B tests and the deliverability guard (beat entries) --
     # -- actions and partner sync (beat entries) --
     # -- API and outbound webhooks (beat entries) --
@@ -551,6 +558,18 @@ if SENTRY_DSN:
 # -- composer (settings) --
 
 # -- journeys (settings) --
+# A journey's "day" in seconds: waits of N days last N times this (shortened
+# for demos and tests, never in production).
+RALLY_JOURNEY_DAY_SECONDS = env.float("RALLY_JOURNEY_DAY_SECONDS", default=86400.0)
+# Waits "until Tuesday at 10:00" use the supporter's country's time zone, else this.
+RALLY_JOURNEY_TIME_ZONE = env.str("RALLY_JOURNEY_TIME_ZONE", default="Europe/London")
+# Enrolments moved along per claim, and how long a claim holds them.
+RALLY_JOURNEY_BATCH_SIZE = env.int("RALLY_JOURNEY_BATCH_SIZE", default=1000)
+RALLY_JOURNEY_LEASE_SECONDS = env.int("RALLY_JOURNEY_LEASE_SECONDS", default=300)
+# How soon a supporter whose previous journey email is not yet sent is looked at again.
+RALLY_JOURNEY_POLL_SECONDS = env.float("RALLY_JOURNEY_POLL_SECONDS", default=60.0)
+# How long one tick keeps moving supporters along before leaving the rest to the next.
+RALLY_JOURNEY_TICK_BUDGET_SECONDS = env.float("RALLY_JOURNEY_TICK_BUDGET_SECONDS", default=25.0)
 
 # -- A/B tests and the deliverability guard (settings) --
 

@@ -99,8 +99,12 @@ def mailing_finish_if_done(*, mailing_id: int) -> bool:
     """
     if Delivery.objects.filter(mailing_id=mailing_id).unfinished().exists():
         return False
+    # A journey email sends whenever a supporter reaches its step: it never finishes.
     finished = Mailing.objects.filter(
-        pk=mailing_id, status=Mailing.Status.SENDING, recipient_count__isnull=False
+        pk=mailing_id,
+        status=Mailing.Status.SENDING,
+        recipient_count__isnull=False,
+        kind=Mailing.Kind.NEWSLETTER,
     ).update(status=Mailing.Status.SENT, finished_at=timezone.now())
     if finished:
         reports.stats_refresh(Mailing.objects.get(pk=mailing_id))
