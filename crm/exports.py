@@ -21,6 +21,7 @@ from crm.models import (
     AuditEvent,
     CampaignInterest,
     ConsentRecord,
+    PartnerConsent,
     PartnerOrganisation,
     Subscription,
     Supporter,
@@ -222,6 +223,12 @@ SYNC_COLUMNS = {
     "opted_out_at": "Opted out at",
     "subscribed_to": "Subscribed to",
     "unsubscribed_from": "Unsubscribed from",
+    # Filled only for people who opted in to the partner (on an action page)
+    # and agreed to share them; see partner_opt_ins.
+    "postcode": "Postcode",
+    "country": "Country",
+    "phone": "Phone",
+    "opted_in_at": "Opted in to you at",
 }
 # A supporter in one of these states must not be emailed by anyone.
 DO_NOT_EMAIL = {
@@ -243,20 +250,52 @@ def _withdrawals(ids):
     """Return {supporter id: when they last withdrew consent themselves (any topic)}."""
     return dict(
         ConsentRecord.objects.filter(supporter_id__in=ids, action=ConsentRecord.Action.WITHDRAWN)
-        # An import's revert is not the supporter's choice.
-        .exclude(method=ConsentRecord.Method.PARTNER_IMPORT)
+        # An import's revert is not the supporter's choice; a partner's own
+        # opt-out file is news to nobody but us.
+        .exclude(
+            method__in=(ConsentRecord.Method.PARTNER_IMPORT, ConsentRecord.Method.PARTNER_OPT_OUT)
+        )
         .values("supporter_id")
         .annotate(latest=Max("created_at"))
         .values_list("supporter_id", "latest")
     )
 
 
+def partner_opt_ins(partner):
+    """Return {supporter id: (fields agreed, when)} for everyone whose latest answer to
+    `partner` is yes (an opt-in on an action page, not since withdrawn)."""
+    latest = {}
+    for supporter_id, action, fields, when in (
+        PartnerConsent.objects.filter(partner=partner)
+        .exclude(supporter__status=Supporter.Status.ERASED)
+        .order_by("supporter_id", "-created_at", "-id")
+        .values_list("supporter_id", "action", "fields", "created_at")
+    ):
+        latest.setdefault(supporter_id, (action, fields, when))
+    return {
+        supporter_id: (fields, when)
+        for supporter_id, (action, fields, when) in latest.items()
+        if action == PartnerConsent.Action.GRANTED
+    }
+
+
+# What stops a partner emailing someone who only opted in to them: a failed or
+# complained address. Leaving our list is no answer to the partner.
+OPT_IN_DO_NOT_EMAIL = {Supporter.Status.BOUNCED, Supporter.Status.COMPLAINED}
+
+
 def partner_sync_rows(*, partner, since=None):
     """Yield the sync rows for `partner`: opt-outs since `since` first, then everyone else.
 
     `since` None means every opt-out is new (the partner was never synced).
+    Everyone who came from the partner is listed as before; people who
+    opted in to the partner are listed too, each with their email address,
+    the fields they agreed to share and when they opted in, and nothing else
+    of ours (no status beyond "do not email", no topics).
     """
-    ids = list(partner_supporters(partner).order_by("pk").values_list("pk", flat=True))
+    brought = set(partner_supporters(partner).values_list("pk", flat=True))
+    opted = partner_opt_ins(partner)
+    ids = sorted(brought | set(opted))
     slugs = dict(CampaignInterest.objects.values_list("pk", "slug"))
     statuses = dict(Supporter.Status.choices)
     recent, others = [], []
@@ -278,7 +317,30 @@ def partner_sync_rows(*, partner, since=None):
                 "email_hash", flat=True
             )
         )
-        for pk, email, hashed, first_name, last_name, status in values:
+        for pk, email, hashed, first_name, last_name, status, *more in values:
+            agreed, opted_in_at = opted.get(pk, ((), None))
+            extra = [
+                value if name in agreed else ""
+                for name, value in zip(("postcode", "country", "phone"), more, strict=True)
+            ]
+            if pk not in brought:
+                # Only opted in to the partner: only what they agreed to share.
+                suppress = status in OPT_IN_DO_NOT_EMAIL or hashed in suppressed
+                row = [
+                    email,
+                    first_name if "first_name" in agreed else "",
+                    last_name if "last_name" in agreed else "",
+                    "",
+                    "yes" if suppress else "no",
+                    "no",
+                    None,
+                    "",
+                    "",
+                    *extra,
+                    opted_in_at,
+                ]
+                others.append(row)
+                continue
             when = withdrawn.get(pk)
             suppress = status in DO_NOT_EMAIL or hashed in suppressed
             new = when is not None and (since is None or when > since)

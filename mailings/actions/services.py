@@ -75,13 +75,13 @@ def action_partner_choices(*, action, partner_opt_ins) -> list[dict]:
     ]
 
 
-def _find_or_create_supporter(*, action, email, details, partner):
+def _find_or_create_supporter(*, action, email, details):
     supporter = crm_services.supporter_get(email)
     if supporter is None:
         try:
             with transaction.atomic():
                 return crm_services.supporter_create(
-                    email=email, source=SOURCES[action.kind], partner=partner, **details
+                    email=email, source=SOURCES[action.kind], **details
                 )
         except IntegrityError:
             # Another signature with the same address committed first.
@@ -128,8 +128,9 @@ def action_sign(
       shown (the page's hidden field; API clients send what they showed).
       If given and no longer current, nothing is saved: show the new wording.
 
-    The person is found by address or created (source petition or event,
-    attributed to the partner); empty details are filled in, never
+    The person is found by address or created (source petition or event;
+    never the partner's supporter, which would put them in the partner's
+    sync export without their yes); empty details are filled in, never
     overwritten. Signing again returns the same signature (the count is
     unchanged) and adds any new opt-ins. `signature.counted` is True when this
     call added the signature. With RALLY_ACTIONS_DOUBLE_OPT_IN, new opt-ins
@@ -177,9 +178,7 @@ def action_sign(
     }
     ip = ip if settings.RALLY_RECORD_IP else None
     with transaction.atomic():
-        supporter = _find_or_create_supporter(
-            action=action, email=email, details=details, partner=source_partner
-        )
+        supporter = _find_or_create_supporter(action=action, email=email, details=details)
         signature = Signature.objects.filter(action=action, supporter=supporter).first()
         counted = signature is None
         if counted:

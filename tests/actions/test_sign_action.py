@@ -104,11 +104,15 @@ def test_without_double_opt_in_each_box_is_recorded_at_once(petition, interest, 
 
 
 def test_signature_from_a_partner_link_is_attributed_to_the_partner(petition, aegis):
-    """?source=<co-sponsor slug> names the partner on the signature and on a new supporter."""
+    """?source=<co-sponsor slug> names the partner on the signature, not as the person's origin.
+
+    A supporter "from" a partner is in that partner's sync export; signing on
+    the partner's page without ticking its box must not put them there.
+    """
     signature = services.action_sign(action=petition, email="nadia@example.org", source="aegis")
     assert signature.source == "aegis"
     assert signature.source_partner == aegis
-    assert signature.supporter.partner == aegis
+    assert signature.supporter.partner is None
     other = services.action_sign(action=petition, email="omar@example.org", source="newsletter")
     assert other.source == "newsletter"
     assert other.source_partner is None
