@@ -310,7 +310,17 @@ def partner_sync_rows(*, partner, since=None):
         values = list(
             Supporter.objects.filter(pk__in=chunk)
             .order_by("pk")
-            .values_list("pk", "email", "email_hash", "first_name", "last_name", "status")
+            .values_list(
+                "pk",
+                "email",
+                "email_hash",
+                "first_name",
+                "last_name",
+                "status",
+                "postcode",
+                "country",
+                "phone",
+            )
         )
         suppressed = set(
             Suppression.objects.filter(email_hash__in=[value[2] for value in values]).values_list(
@@ -354,6 +364,8 @@ def partner_sync_rows(*, partner, since=None):
                 when,
                 ", ".join(sorted(subscribed.get(pk, ()))),
                 ", ".join(sorted(unsubscribed.get(pk, ()))),
+                *extra,
+                opted_in_at,
             ]
             (recent if new else others).append(row)
     yield from recent
