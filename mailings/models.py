@@ -25,6 +25,12 @@ def validate_logo(upload):
         raise ValidationError("The logo must be a PNG, JPEG or GIF image.")
 
 
+def logo_path(instance, filename):
+    """Store a logo with the composer's images, under a random name, so it is served as they are."""
+    extension = filename.rsplit(".", 1)[-1].lower().replace("jpeg", "jpg")
+    return f"composer/images/{secrets.token_urlsafe(12)}.{extension}"
+
+
 def new_public_id():
     return secrets.token_urlsafe(16)
 
@@ -40,7 +46,7 @@ class EmailTemplate(models.Model):
 
     name = models.CharField(max_length=100)
     logo = models.FileField(
-        upload_to="composer/logos/",
+        upload_to=logo_path,
         blank=True,
         validators=[FileExtensionValidator(["png", "jpg", "jpeg", "gif"]), validate_logo],
         help_text="PNG, JPEG or GIF, shown at most 200 px wide. Empty: the charity's name.",

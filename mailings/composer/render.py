@@ -20,6 +20,7 @@ from html.parser import HTMLParser
 import nh3
 from django.conf import settings
 from django.template.loader import render_to_string
+from django.urls import reverse
 from django.utils.safestring import mark_safe
 from mjml import mjml2html
 
@@ -260,7 +261,9 @@ def email_context(*, template, subject, preheader, web_url, interests):
     template = template_or_default(template)
     logo_url = ""
     if template.logo:
-        logo_url = absolute(template.logo.url)
+        # Served with the composer's images (mailings.composer.public.image).
+        name = template.logo.name.rsplit("/", 1)[-1]
+        logo_url = absolute(reverse("newsletter-image", args=[name]))
     return {
         "template": template,
         "subject": subject,

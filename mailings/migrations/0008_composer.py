@@ -58,7 +58,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('name', models.CharField(max_length=100)),
-                ('logo', models.FileField(blank=True, help_text="PNG, JPEG or GIF, shown at most 200 px wide. Empty: the charity's name.", upload_to='composer/logos/', validators=[django.core.validators.FileExtensionValidator(['png', 'jpg', 'jpeg', 'gif']), mailings.models.validate_logo])),
+                ('logo', models.FileField(blank=True, help_text="PNG, JPEG or GIF, shown at most 200 px wide. Empty: the charity's name.", upload_to=mailings.models.logo_path, validators=[django.core.validators.FileExtensionValidator(['png', 'jpg', 'jpeg', 'gif']), mailings.models.validate_logo])),
                 ('logo_alt', models.CharField(blank=True, help_text='What the logo says, for people who cannot see it. Empty: the site name.', max_length=100, verbose_name='logo text')),
                 ('brand_colour', models.CharField(default='#0d3b4f', help_text='Header and headings.', max_length=7, validators=[_COLOUR])),
                 ('button_colour', models.CharField(default='#c8102e', help_text='Buttons and accents.', max_length=7, validators=[_COLOUR])),

@@ -4,7 +4,8 @@ import pytest
 from django.core.management import call_command
 
 from mailings import emails, reports
-from mailings.models import Mailing
+from mailings.composer import checks
+from mailings.models import EmailTemplate, Mailing
 
 pytestmark = pytest.mark.django_db
 
@@ -29,6 +30,33 @@ def test_demo_drafts_render_without_problems(demo):
         assert emails.content_warnings(mailing) == []
         assert mailing.audience().exists()
         emails.PreparedMailing(mailing)  # merge fields all known
+
+
+def test_demo_newsletters_pass_the_accessibility_check(demo):
+    """Each is written in blocks, with a picture, a button or action box, and no problems."""
+    for mailing in Mailing.objects.all():
+        assert checks.check_mailing(mailing) == [], mailing.name
+    kinds = {block["type"] for m in Mailing.objects.all() for block in m.blocks}
+    assert {"heading", "text", "image", "button", "quote", "action", "columns"} <= kinds
+    assert EmailTemplate.objects.default().postal_address
+
+
+def test_demo_picture_is_served(demo, client):
+    image = next(
+        block for m in Mailing.objects.all() for block in m.blocks if block["type"] == "image"
+    )
+
+    response = client.get(image["src"])
+
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/png"
+
+
+def test_sent_demo_newsletter_is_in_the_archive(demo, client):
+    mailing = Mailing.objects.get(status="sent")
+
+    assert mailing.in_archive is True
+    assert client.get(f"/newsletters/{mailing.public_id}/").status_code == 200
 
 
 def test_sent_demo_newsletter_has_a_report(demo):
