@@ -28,10 +28,10 @@ from crm.models import Supporter
 from crm.segments import SegmentRuleError
 from crm.segments import changes_since as segment_changes
 from crm.services import supporter_get
-from mailings import emails, report_people, reports, services
+from mailings import abtests, emails, report_people, reports, services
 from mailings.exceptions import ListRefused
 from mailings.forms import TestSendForm
-from mailings.models import Delivery, Mailing
+from mailings.models import ABTest, Delivery, Mailing, Variant
 
 SEND_PERMISSION = "mailings.send_mailing"
 # The report's lists name supporters; making a segment of one, or a file, is
@@ -98,6 +98,45 @@ def _stat_order(key):
     return Cast(KT(f"stats__{key}"), FloatField())
 
 
+class VariantFormSet(forms.BaseInlineFormSet):
+    """Letters the variants A, B, C, D in the order they were added, with no gaps."""
+
+    def save_new(self, form, commit=True):
+        # A free position for now (the pair is unique); renumbered just below.
+        form.instance.position = 100 + len(self.new_objects)
+        return super().save_new(form, commit=commit)
+
+    def save(self, commit=True):
+        saved = super().save(commit=commit)
+        if commit and self.instance.pk:
+            # Ascending, each moves down to a place already vacated: never a clash.
+            variants = Variant.objects.filter(mailing=self.instance).order_by("position", "pk")
+            for index, variant in enumerate(variants):
+                if variant.position != index:
+                    Variant.objects.filter(pk=variant.pk).update(position=index)
+        return saved
+
+
+class ABTestInline(admin.StackedInline):
+    model = ABTest
+    extra = 0
+    max_num = 1
+    can_delete = True
+    verbose_name = "A/B test"
+    verbose_name_plural = "A/B test"
+    fields = ("test_percent", "measure", "test_hours", "choose")
+
+
+class VariantInline(admin.TabularInline):
+    model = Variant
+    formset = VariantFormSet
+    extra = 0
+    max_num = abtests.MAX_VARIANTS
+    fields = ("subject", "preheader")
+    verbose_name = "variant"
+    verbose_name_plural = "A/B test variants"
+
+
 @admin.register(Mailing)
 class MailingAdmin(admin.ModelAdmin):
     form = MailingForm
@@ -115,6 +154,7 @@ class MailingAdmin(admin.ModelAdmin):
     list_filter = ("status",)
     search_fields = ("name", "subject")
     date_hierarchy = "created_at"
+    inlines = (ABTestInline, VariantInline)
     filter_horizontal = ("interests", "include_segments", "exclude_segments")
     readonly_fields = ("status", "scheduled_at", "started_at", "finished_at", "recipient_count")
     fieldsets = (
@@ -226,6 +266,18 @@ class MailingAdmin(admin.ModelAdmin):
         elif obj.created_by_id is None:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
+
+    def get_inline_instances(self, request, obj=None):
+        """Leave the A/B test as it is when a form is posted without its part (a script, say)."""
+        inlines = super().get_inline_instances(request, obj)
+        if request.method != "POST":
+            return inlines
+        return [
+            inline
+            for inline in inlines
+            if f"{inline.get_formset(request, obj).get_default_prefix()}-TOTAL_FORMS"
+            in request.POST
+        ]
 
     # -- extra pages --
 
@@ -352,6 +404,7 @@ class MailingAdmin(admin.ModelAdmin):
                     }
                 ),
                 progress=None if mailing.is_editable else reports.progress(mailing),
+                ab_test=abtests.summary(mailing),
             )
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -488,6 +541,15 @@ class MailingAdmin(admin.ModelAdmin):
                 f"{count:,} message(s) whose sending was interrupted will be sent again.",
             )
             return self._back(mailing)
+        if action == "choose-winner":
+            variant = get_object_or_404(Variant, pk=request.POST.get("variant"), mailing=mailing)
+            try:
+                abtests.abtest_choose_winner(mailing=mailing, variant=variant, actor=request.user)
+            except services.MailingRefused as error:
+                messages.error(request, error.message)
+            else:
+                messages.success(request, f"Variant {variant.label} is being sent to the rest.")
+            return self._back(mailing)
         if action not in self.ACTIONS:
             raise PermissionDenied
         service, done = self.ACTIONS[action]
@@ -513,6 +575,7 @@ class MailingAdmin(admin.ModelAdmin):
                 mailing,
                 title=f"Report: {mailing}",
                 report=reports.report(mailing),
+                ab_test=abtests.summary(mailing),
                 progress=reports.progress(mailing),
             ),
         )

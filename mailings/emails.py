@@ -395,14 +395,19 @@ def values_name(supporter):
 _prepared = {}
 
 
-def prepare(mailing):
-    """Return the PreparedMailing for `mailing`, compiled once per process and version."""
-    key = (mailing.pk, mailing.updated_at)
+def prepare(mailing, variant=None):
+    """Return the PreparedMailing for `mailing`, compiled once per process and version.
+
+    With an A/B test's `variant`, the mailing as that variant sends it (its
+    subject, and its preheader and blocks where it has its own).
+    """
+    key = (mailing.pk, mailing.updated_at, variant.pk if variant else None)
     prepared = _prepared.get(key)
     if prepared is None:
         if len(_prepared) > 20:
             _prepared.clear()
-        prepared = _prepared[key] = PreparedMailing(mailing)
+        source = variant.applied_to(mailing) if variant else mailing
+        prepared = _prepared[key] = PreparedMailing(source)
     return prepared
 
 

@@ -1,8 +1,14 @@
 import secrets
+from copy import copy as shallow_copy
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import FileExtensionValidator, RegexValidator
+from django.core.validators import (
+    FileExtensionValidator,
+    MaxValueValidator,
+    MinValueValidator,
+    RegexValidator,
+)
 from django.db import models
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
@@ -230,6 +236,10 @@ class Mailing(models.Model):
     last_error = models.TextField(
         blank=True, editable=False, help_text="Why sending stopped, when it stopped by itself."
     )
+    # "bounces" or "complaints" once the deliverability guard (mailings.guard)
+    # paused the mailing. Kept after staff resume it, so the guard, having
+    # been overruled by a person who looked, does not pause it again.
+    guard_tripped = models.CharField(max_length=16, blank=True, default="", editable=False)
     # The report's headline figures (mailings.reports.summary) when last counted,
     # so lists and the dashboard show rates without counting deliveries per view.
     stats = models.JSONField(default=dict, blank=True, editable=False)
@@ -328,7 +338,9 @@ class Mailing(models.Model):
 
 class DeliveryQuerySet(models.QuerySet):
     def unfinished(self):
-        return self.filter(status__in=(Delivery.Status.QUEUED, Delivery.Status.SENDING))
+        return self.filter(
+            status__in=(Delivery.Status.QUEUED, Delivery.Status.SENDING, Delivery.Status.HELD)
+        )
 
     def claimable(self, now=None):
         """Return queued deliveries whose retry time, if any, has come."""
@@ -362,6 +374,8 @@ class Delivery(models.Model):
         UNKNOWN = "unknown", "Fate unknown"
         SKIPPED = "skipped", "Skipped (no longer subscribed)"
         CANCELLED = "cancelled", "Cancelled"
+        # The rest of an A/B test's audience, waiting for the winner (never claimed).
+        HELD = "held", "Waiting for the A/B test's winner"
 
     FINISHED = (Status.SENT, Status.FAILED, Status.UNKNOWN, Status.SKIPPED, Status.CANCELLED)
 
@@ -386,6 +400,17 @@ class Delivery(models.Model):
     bounced_at = models.DateTimeField(null=True, blank=True)
     rejected_at = models.DateTimeField(null=True, blank=True)
     complained_at = models.DateTimeField(null=True, blank=True)
+    # A/B tests: the variant this recipient gets, and whether they were in the
+    # test (the rest get the winner). No index: reports read one mailing's rows.
+    variant = models.ForeignKey(
+        "Variant",
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="deliveries",
+        db_index=False,
+    )
+    in_ab_test = models.BooleanField(default=False, db_default=False)
     unsubscribed_at = models.DateTimeField(null=True, blank=True)
     opened_at = models.DateTimeField("first opened", null=True, blank=True)
     last_opened_at = models.DateTimeField(null=True, blank=True)
@@ -477,3 +502,110 @@ class DeliveryEvent(models.Model):
 
     def __str__(self):
         return f"{self.event_type} at {self.timestamp:%Y-%m-%d %H:%M}"
+
+
+class ABTest(models.Model):
+    """An A/B test of a mailing: its variants go to a share of the audience, the winner to the rest.
+
+    mailings.abtests assigns the recipients, chooses the winner and judges
+    the results.
+    """
+
+    class Measure(models.TextChoices):
+        CLICKS = "clicks", "Unique clicks"
+        OPENS = "opens", "Unique opens (unreliable: Apple Mail opens every message)"
+
+    class Choice(models.TextChoices):
+        AUTO = "auto", "Automatically, when the test ends"
+        STAFF = "staff", "By staff, on the mailing's page"
+
+    mailing = models.OneToOneField(Mailing, on_delete=models.CASCADE, related_name="ab_test")
+    test_percent = models.PositiveSmallIntegerField(
+        "test share (%)",
+        default=20,
+        validators=[MinValueValidator(2), MaxValueValidator(100)],
+        help_text="The share of the audience that tests the variants, split evenly between "
+        "them. The rest get the winner. 100: everyone gets a variant, nobody waits.",
+    )
+    measure = models.CharField(
+        "winner by",
+        max_length=16,
+        choices=Measure.choices,
+        default=Measure.CLICKS,
+        help_text="Opens are counted by a hidden image: Apple Mail loads it for every "
+        "message, so opens can make a variant look better than it is. Clicks are real.",
+    )
+    test_hours = models.PositiveSmallIntegerField(
+        "test length (hours)",
+        default=4,
+        validators=[MinValueValidator(1), MaxValueValidator(168)],
+        help_text="How long to wait for results after the test messages start going out.",
+    )
+    choose = models.CharField(
+        "winner chosen", max_length=16, choices=Choice.choices, default=Choice.AUTO
+    )
+    # Set when the audience is resolved: when the test's time is up.
+    ends_at = models.DateTimeField(null=True, blank=True, editable=False)
+    winner = models.ForeignKey(
+        "Variant", on_delete=models.PROTECT, null=True, blank=True, related_name="+", editable=False
+    )
+    winner_chosen_at = models.DateTimeField(null=True, blank=True, editable=False)
+    winner_chosen_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        editable=False,
+    )
+
+    class Meta:
+        verbose_name = "A/B test"
+        verbose_name_plural = "A/B test"
+        indexes = [
+            models.Index(
+                fields=["ends_at"], name="mailings_abtest_due", condition=Q(winner__isnull=True)
+            ),
+        ]
+
+    def __str__(self):
+        return f"A/B test of {self.mailing}"
+
+
+class Variant(models.Model):
+    """One version of an A/B-tested mailing: its subject, and perhaps its preheader and blocks."""
+
+    mailing = models.ForeignKey(Mailing, on_delete=models.CASCADE, related_name="variants")
+    position = models.PositiveSmallIntegerField(default=0, editable=False)
+    subject = models.CharField(
+        max_length=255, help_text="Merge fields work here too: {{ first_name }}."
+    )
+    preheader = models.CharField(
+        max_length=255, blank=True, help_text="Empty: the mailing's own preheader."
+    )
+    # Empty: the mailing's own blocks.
+    blocks = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        ordering = ["position", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["mailing", "position"], name="mailings_variant_once"),
+        ]
+
+    def __str__(self):
+        return f"Variant {self.label}"
+
+    @property
+    def label(self):
+        return "ABCDEFGH"[self.position] if self.position < 8 else str(self.position + 1)
+
+    def applied_to(self, mailing):
+        """Return a copy of `mailing` (not saved) as this variant sends it."""
+        copy = shallow_copy(mailing)
+        copy.subject = self.subject
+        if self.preheader:
+            copy.preheader = self.preheader
+        if self.blocks:
+            copy.blocks = self.blocks
+            copy.body_text = ""  # a hand-written text part belongs to the mailing's blocks
+        return copy

@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from crm.models import AuditEvent, Supporter, normalize_email
 from crm.services import audit_event_add
-from mailings import emails, esp, sending
+from mailings import abtests, emails, esp, sending
 from mailings.composer import blocks as composer_blocks
 from mailings.composer import checks
 from mailings.exceptions import MailingRefused
@@ -74,6 +74,7 @@ def mailing_check_ready(*, mailing: Mailing) -> None:
                 + "; ".join(str(problem).rstrip(".") for problem in blocking)
                 + "), or ask a campaign manager to allow sending anyway"
             )
+    problems += abtests.problems(mailing)
     if problems:
         raise MailingRefused("Before sending, " + "; ".join(problems) + ".")
 
@@ -132,6 +133,8 @@ def mailing_start(*, mailing_id: int) -> int:
             started = time.monotonic()
             Mailing.objects.filter(pk=mailing.pk).update(heartbeat_at=timezone.now())
             count = sending.mailing_resolve_audience(mailing=mailing)
+            # Before any sender can claim a row: the rest of an A/B test wait for its winner.
+            abtests.deliveries_assign_variants(mailing=mailing)
             mailing.recipient_count = count
             mailing.audience_seconds = time.monotonic() - started
             mailing.heartbeat_at = timezone.now()
@@ -197,9 +200,9 @@ def mailing_cancel(*, mailing: Mailing, actor) -> Mailing:
             to=Mailing.Status.CANCELLED,
             finished_at=timezone.now(),
         )
-        Delivery.objects.filter(mailing=mailing, status=Delivery.Status.QUEUED).update(
-            status=Delivery.Status.CANCELLED, error="The mailing was cancelled."
-        )
+        Delivery.objects.filter(
+            mailing=mailing, status__in=[Delivery.Status.QUEUED, Delivery.Status.HELD]
+        ).update(status=Delivery.Status.CANCELLED, error="The mailing was cancelled.")
     return mailing
 
 
@@ -285,6 +288,7 @@ def mailing_duplicate(*, mailing: Mailing, actor) -> Mailing:
         copy.interests.set(mailing.interests.all())
         copy.include_segments.set(mailing.include_segments.all())
         copy.exclude_segments.set(mailing.exclude_segments.all())
+        abtests.abtest_copy(source=mailing, to=copy)
     return copy
 
 

@@ -7,7 +7,7 @@ from anymail.exceptions import AnymailError
 from celery import shared_task
 from django.conf import settings
 
-from mailings import esp, notices, reports, sending, services, tracking
+from mailings import abtests, esp, notices, reports, sending, services, tracking
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ def dispatch_due_mailings():
 def sweep_sending():
     """Recover expired leases and restart stalled sending (run by Celery beat)."""
     sending.deliveries_sweep()
+
+
+@shared_task(ignore_result=True)
+def finish_ab_tests():
+    """Send the winner of A/B tests whose time is up to the rest (run by Celery beat)."""
+    abtests.abtests_finish_due()
 
 
 @shared_task(ignore_result=True)

@@ -292,6 +292,12 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": env.float("RALLY_JOURNEY_TICK_SECONDS", default=30.0)},
     },
     # -- A/B tests and the deliverability guard (beat entries) --
+    # Chooses the winner of A/B tests whose time is up (mailings.abtests):
+    # a periodic check, not long-ETA tasks a broker restart could lose.
+    "mailings-finish-ab-tests": {
+        "task": "mailings.tasks.finish_ab_tests",
+        "schedule": env.float("RALLY_AB_CHECK_SECONDS", default=60.0),
+    },
     # -- actions and partner sync (beat entries) --
     # -- API and outbound webhooks (beat entries) --
 }
@@ -572,6 +578,17 @@ RALLY_JOURNEY_POLL_SECONDS = env.float("RALLY_JOURNEY_POLL_SECONDS", default=60.
 RALLY_JOURNEY_TICK_BUDGET_SECONDS = env.float("RALLY_JOURNEY_TICK_BUDGET_SECONDS", default=25.0)
 
 # -- A/B tests and the deliverability guard (settings) --
+# The deliverability guard (mailings.guard) pauses a sending mailing whose hard
+# bounces or complaints pass these percentages of the messages sent, judged over
+# at least the first RALLY_GUARD_WINDOW messages (or the whole audience, if
+# smaller). 0 turns a check off.
+RALLY_GUARD_BOUNCE_PERCENT = env.float("RALLY_GUARD_BOUNCE_PERCENT", default=5.0)
+RALLY_GUARD_COMPLAINT_PERCENT = env.float("RALLY_GUARD_COMPLAINT_PERCENT", default=0.1)
+RALLY_GUARD_WINDOW = env.int("RALLY_GUARD_WINDOW", default=1000)
+# A sending task counts a mailing's bounces at most this often (the sweeper too).
+RALLY_GUARD_CHECK_SECONDS = env.float("RALLY_GUARD_CHECK_SECONDS", default=5.0)
+# How often beat looks for A/B tests whose time is up.
+RALLY_AB_CHECK_SECONDS = env.float("RALLY_AB_CHECK_SECONDS", default=60.0)
 
 # -- actions and partner sync (settings) --
 

@@ -232,7 +232,7 @@ def clean_block(block, position, *, allow_html=True, previous=None):
                 if not unchanged or before.get("html", "") != clean["html"]:
                     fail(
                         "only staff allowed to edit raw HTML can add or change an HTML block. "
-                        "Use a text block, or ask a campaign manager."
+                        "Use a text block, or ask someone who may."
                     )
     except TypeError as error:
         fail(f"{error.args[0]} must be text.")

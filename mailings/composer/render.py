@@ -30,6 +30,7 @@ from mailings.models import EmailTemplate
 
 FONT = "Arial, Helvetica, sans-serif"
 PADDING = "0 32px 16px 32px"
+TEXT_PADDING = "0 32px"  # rich text's paragraphs, lists and headings bring their own margins
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ def _section(body, *, background="#ffffff", extra=""):
     )
 
 
-def _text(content, *, css="rally-text", padding=PADDING):
+def _text(content, *, css="rally-text", padding=TEXT_PADDING):
     return f'<mj-text css-class="{css}" padding="{padding}">{content}</mj-text>'
 
 
@@ -200,7 +201,7 @@ def block_to_mjml(block, template, styles):
     if kind == "columns":
         columns = "".join(
             "<mj-column>"
-            + _text(style_rich_text(column["html"], styles), padding="0 16px 16px 16px")
+            + _text(style_rich_text(column["html"], styles), padding="0 16px")
             + "</mj-column>"
             for column in block["columns"]
         )
@@ -228,7 +229,7 @@ def block_to_mjml(block, template, styles):
             f"<mj-column>{''.join(parts)}</mj-column></mj-section></mj-wrapper>"
         )
     if kind == "html":
-        return _section(_text(block["html"], css="rally-text rally-html"))
+        return _section(_text(block["html"], css="rally-text rally-html", padding=PADDING))
     raise RenderError(f"Unknown block type {kind!r}.")
 
 
@@ -283,7 +284,15 @@ def email_context(*, template, subject, preheader, web_url, interests):
     }
 
 
-DARK = {"background": "#111a1f", "card": "#1a262d", "text": "#e8eef1", "link": "#8fd1ea"}
+# Dark mode, for the mail apps that honour prefers-color-scheme (Apple Mail, Outlook
+# on the Mac): light text on dark, whatever the template's colours.
+DARK = {
+    "background": "#111a1f",
+    "card": "#1a262d",
+    "action": "#26363f",
+    "text": "#e8eef1",
+    "link": "#8fd1ea",
+}
 
 
 def render_email(

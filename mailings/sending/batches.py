@@ -10,7 +10,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError
 from django.utils import timezone
 
-from mailings import reports, throttle
+from mailings import guard, reports, throttle
 from mailings.models import Delivery, Mailing
 from mailings.sending.claims import claim_size, deliveries_claim, deliveries_release, worker_name
 from mailings.sending.esp_calls import deliveries_send
@@ -41,6 +41,8 @@ def mailing_send_batches(*, mailing_id: int, budget: float = TASK_BUDGET_SECONDS
             return "stopped"  # the audience is not resolved yet; mailing_start will enqueue us
         if throttle.paused_for() > HOLD_BACK_IN_TASK_SECONDS:
             return "waiting"  # the ESP asked us to slow down, or is down
+        if guard.mailing_guard_check(mailing=mailing):
+            return "stopped"  # too many bounces or complaints: staff decide
         ids = deliveries_claim(mailing_id=mailing_id, limit=claim_size(), worker=worker)
         if not ids:
             if mailing_finish_if_done(mailing_id=mailing_id):

@@ -17,7 +17,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from mailings import emails, esp, sql, throttle
-from mailings.models import Delivery, Mailing
+from mailings.models import Delivery, Mailing, Variant
 from mailings.sending.claims import _reconnecting, worker_name
 
 logger = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ def deliveries_send(*, mailing: Mailing, ids: list[int]) -> None:
     rows = list(
         Delivery.objects.filter(pk__in=ids, status=Delivery.Status.SENDING)
         .select_related("supporter")
-        .only("id", "attempts", "supporter_id", *SUPPORTER_FIELDS)
+        .only("id", "attempts", "supporter_id", "variant_id", *SUPPORTER_FIELDS)
         .order_by("pk")
     )
     if not rows:
@@ -103,19 +103,25 @@ def deliveries_send(*, mailing: Mailing, ids: list[int]) -> None:
         rows = [row for row in rows if row.supporter_id in still]
     if not rows:
         return
+    # An A/B test's recipients get their variant (all rows share one otherwise).
+    groups = {}
+    for row in rows:
+        groups.setdefault(row.variant_id, []).append(row)
+    variants = Variant.objects.in_bulk([pk for pk in groups if pk is not None])
     try:
-        prepared = emails.prepare(mailing)
+        prepared = {pk: emails.prepare(mailing, variant=variants.get(pk)) for pk in groups}
     except Exception as error:
         _stop_mailing(mailing, rows, f"The newsletter could not be rendered: {error}")
         return
     key = _backend_key()
     syntax = esp.batch_syntax(_connection(key)) if settings.RALLY_BATCH_SEND else None
-    if syntax:
-        limit = min(settings.RALLY_SEND_BATCH_SIZE, esp.BATCH_LIMIT.get(_esp_name(key), 500))
-        for start in range(0, len(rows), limit):
-            _send_batch(mailing, prepared, rows[start : start + limit], key, syntax)
-    else:
-        _send_individually(mailing, prepared, rows, key)
+    for pk, group in groups.items():
+        if syntax:
+            limit = min(settings.RALLY_SEND_BATCH_SIZE, esp.BATCH_LIMIT.get(_esp_name(key), 500))
+            for start in range(0, len(group), limit):
+                _send_batch(mailing, prepared[pk], group[start : start + limit], key, syntax)
+        else:
+            _send_individually(mailing, prepared[pk], group, key)
 
 
 def _esp_name(key):

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.mail import get_connection
 from django.utils import timezone
 
-from mailings import esp
+from mailings import esp, guard
 from mailings.models import Delivery, Mailing
 from mailings.sending.batches import mailing_enqueue_senders, mailing_finish_if_done
 
@@ -109,7 +109,7 @@ def deliveries_sweep(*, now=None) -> dict:
     from mailings import tasks
 
     now = now or timezone.now()
-    done = {"recovered": 0, "restarted": [], "resolved": [], "finished": []}
+    done = {"recovered": 0, "restarted": [], "resolved": [], "finished": [], "guarded": []}
     for mailing_id in (
         Delivery.objects.lease_expired(now).values_list("mailing_id", flat=True).distinct()
     ):
@@ -126,6 +126,9 @@ def deliveries_sweep(*, now=None) -> dict:
             continue
         if mailing_finish_if_done(mailing_id=mailing.pk):
             done["finished"].append(mailing.pk)
+            continue
+        if guard.mailing_guard_check(mailing=mailing, force=True):
+            done["guarded"].append(mailing.pk)
             continue
         if quiet and Delivery.objects.filter(mailing=mailing).claimable(now).exists():
             mailing_enqueue_senders(mailing=mailing)
