@@ -98,15 +98,18 @@ def journeys_tick(*, budget: float | None = None, now=None) -> dict:
     """
     budget = settings.RALLY_JOURNEY_TICK_BUDGET_SECONDS if budget is None else budget
     deadline = time.monotonic() + budget
+    # Only rows due when the tick began: someone held back during it (their
+    # previous email not sent yet) waits for a later tick.
+    due_by = now or timezone.now()
     done = {"entered": 0, "left": 0, "moved": 0}
     live = list(Journey.objects.live())
     for journey in live:
-        done["entered"] += journey_enrol(journey=journey, now=now)
-        done["left"] += journey_exits(journey=journey, now=now)
+        done["entered"] += journey_enrol(journey=journey, now=due_by)
+        done["left"] += journey_exits(journey=journey, now=due_by)
     while live:
         busy = []
         for journey in live:
-            moved = journey_advance_batch(journey=journey, now=now)
+            moved = journey_advance_batch(journey=journey, now=now, due_by=due_by)
             done["moved"] += moved
             if moved:
                 busy.append(journey)
@@ -344,19 +347,24 @@ class _Plan:
         return self.after(step)
 
 
-def enrolments_claim(*, journey_id: int, limit: int, now=None) -> tuple[list[int], datetime]:
-    """Lease up to `limit` due enrolments of a journey; return their ids and the lease's end."""
+def enrolments_claim(
+    *, journey_id: int, limit: int, now=None, due_by=None
+) -> tuple[list[int], datetime]:
+    """Lease up to `limit` enrolments of a journey due by `due_by` (now); return ids, lease end."""
     now = now or timezone.now()
     until = now + timedelta(seconds=settings.RALLY_JOURNEY_LEASE_SECONDS)
-    return sql.enrolments_claim(journey_id=journey_id, limit=limit, now=now, until=until), until
+    ids = sql.enrolments_claim(
+        journey_id=journey_id, limit=limit, now=min(due_by or now, now), until=until
+    )
+    return ids, until
 
 
-def journey_advance_batch(*, journey: Journey, now=None) -> int:
+def journey_advance_batch(*, journey: Journey, now=None, due_by=None) -> int:
     """Claim one batch of due enrolments of `journey` and move them along; return how many."""
-    if Journey.objects.filter(pk=journey.pk, status=Journey.Status.LIVE).exists() is False:
+    if not Journey.objects.filter(pk=journey.pk, status=Journey.Status.LIVE).exists():
         return 0
     ids, until = enrolments_claim(
-        journey_id=journey.pk, limit=settings.RALLY_JOURNEY_BATCH_SIZE, now=now
+        journey_id=journey.pk, limit=settings.RALLY_JOURNEY_BATCH_SIZE, now=now, due_by=due_by
     )
     if not ids:
         return 0
@@ -364,7 +372,9 @@ def journey_advance_batch(*, journey: Journey, now=None) -> int:
 
 
 def enrolments_advance(*, journey: Journey, ids: list[int], claimed_until, now=None) -> int:
-    """Move the claimed enrolments `ids` along their steps until each must wait; return how many.
+    """Move the claimed enrolments `ids` along their steps until each must wait.
+
+    Return how many moved, left or started a wait (the rest were held back).
 
     One transaction: the steps' effects (deliveries queued, tags, interests,
     segments) and the enrolments' new places commit together. Rows whose
@@ -398,7 +408,9 @@ def enrolments_advance(*, journey: Journey, ids: list[int], claimed_until, now=N
             row.step = walk.plan.by_id.get(row.step)
         walk.run(rows)
         _save(rows, claimed_until)
-    return len(rows)
+    # Rows only held back (their previous email not sent yet) are no progress:
+    # a tick stops claiming a journey whose batches make none.
+    return len(rows) - len(walk.held)
 
 
 class _Walk:
@@ -409,7 +421,8 @@ class _Walk:
         self.now = now
         self.plan = _Plan(journey)
         self.visits = []
-        self.to_send = defaultdict(list)
+        self.to_send = set()
+        self.held = set()
 
     def run(self, rows):
         reasons = leaving_reasons(self.journey, [row.supporter_id for row in rows])
@@ -447,6 +460,7 @@ class _Walk:
             self.finish(row)
             return []
         row.step, row.at_start, row.step_entered_at = step, True, self.now
+        self.held.discard(row.id)
         return [row]
 
     def finish(self, row):
@@ -458,6 +472,7 @@ class _Walk:
 
     def hold(self, row, until):
         row.due_at = until
+        self.held.add(row.id)
 
     # Steps -----------------------------------------------------------------
 
@@ -480,40 +495,38 @@ class _Walk:
             self.finish(row)
         return []
 
-    def email(self, step, rows):
-        # Emails go in order: the next waits until the previous one's delivery is finished.
+    def unsent(self, rows):
+        """Hold those of `rows` whose previous email is not sent yet; return the others."""
         previous = [row for row in rows if row.last_mailing_id]
-        unfinished = set()
-        if previous:
-            unfinished = set(
-                Delivery.objects.filter(
-                    supporter_id__in=[row.supporter_id for row in previous],
-                    mailing_id__in={row.last_mailing_id for row in previous},
-                )
-                .unfinished()
-                .values_list("mailing_id", "supporter_id", "round")
+        if not previous:
+            return rows
+        unfinished = set(
+            Delivery.objects.filter(
+                supporter_id__in=[row.supporter_id for row in previous],
+                mailing_id__in={row.last_mailing_id for row in previous},
             )
+            .unfinished()
+            .values_list("mailing_id", "supporter_id", "round")
+        )
         poll = self.now + timedelta(seconds=settings.RALLY_JOURNEY_POLL_SECONDS)
-        moved = []
+        ready = []
         for row in rows:
             if (row.last_mailing_id, row.supporter_id, row.round) in unfinished:
                 self.hold(row, poll)
-                continue
-            if step.mailing_id is None:
-                moved += self.move(row, self.plan.after(step))
-                continue
-            self.to_send[step.mailing_id].append(row)
-            row.last_mailing_id = step.mailing_id
-            moved += self.move(row, self.plan.after(step))
-        return moved
+            else:
+                ready.append(row)
+        return ready
 
-    def send(self):
-        """Queue the batch's emails in the sending ledger and start their senders."""
-        for mailing_id, rows in self.to_send.items():
+    def email(self, step, rows):
+        # Emails go in order: the next waits until the previous one's delivery is finished.
+        rows = self.unsent(rows)
+        if step.mailing_id is not None and rows:
+            # Into the sending ledger: the unique (mailing, supporter, round)
+            # makes a repeat of this batch add nothing.
             Delivery.objects.bulk_create(
                 (
                     Delivery(
-                        mailing_id=mailing_id,
+                        mailing_id=step.mailing_id,
                         supporter_id=row.supporter_id,
                         round=row.round,
                         created_at=self.now,
@@ -523,9 +536,17 @@ class _Walk:
                 batch_size=5000,
                 ignore_conflicts=True,
             )
-            mailing = Mailing.objects.filter(pk=mailing_id, status=Mailing.Status.SENDING).first()
-            if mailing is not None:
-                sending.mailing_enqueue_senders(mailing=mailing)
+            self.to_send.add(step.mailing_id)
+        moved = []
+        for row in rows:
+            row.last_mailing_id = step.mailing_id or row.last_mailing_id
+            moved += self.move(row, self.plan.after(step))
+        return moved
+
+    def send(self):
+        """Start the senders of the mailings the batch queued deliveries for."""
+        for mailing in Mailing.objects.filter(pk__in=self.to_send, status=Mailing.Status.SENDING):
+            sending.mailing_enqueue_senders(mailing=mailing)
 
     def wait(self, step, rows):
         moved = []
@@ -539,7 +560,7 @@ class _Walk:
             if until <= self.now:
                 moved += self.move(row, self.plan.after(step))
             else:
-                self.hold(row, until)
+                row.due_at = until
         return moved
 
     def zones(self, rows):
@@ -549,6 +570,8 @@ class _Walk:
         return {pk: supporter_zone(str(country or "")) for pk, country in countries}
 
     def branch(self, step, rows):
+        if step.condition != JourneyStep.Condition.HOLDS_INTEREST:
+            rows = self.unsent(rows)  # what they did with an email not yet sent is nothing
         yes = self.answered_yes(step, rows)
         moved = []
         for row in rows:

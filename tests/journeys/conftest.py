@@ -65,6 +65,12 @@ def sign_up(supporter, interest):
     )
 
 
+@pytest.fixture(autouse=True)
+def _look_again_at_once(settings):
+    """Someone whose previous email is not sent yet is looked at again at the next tick."""
+    settings.RALLY_JOURNEY_POLL_SECONDS = 0
+
+
 @pytest.fixture
 def welcome(db, interest):
     """Welcome series: welcome, wait 2 days, what R2P is, wait 3 days, take action."""
