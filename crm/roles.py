@@ -42,6 +42,7 @@ ROLE_PERMISSIONS = {
         "crm.segmentmembership": ("view",),
         "mailings.*": ("view", "add", "change", "delete"),
         "mailings.send_mailing": None,
+        "journeys.*": ("view", "add", "change", "delete"),
     },
 }
 

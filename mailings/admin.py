@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 from csp.decorators import csp_update
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import FloatField
@@ -137,8 +138,19 @@ class VariantInline(admin.TabularInline):
     verbose_name_plural = "A/B test variants"
 
 
+class NewsletterList(ChangeList):
+    """The mailing list shows newsletters: journey emails are reached from their journey."""
+
+    def get_queryset(self, request, exclude_parameters=None):
+        queryset = super().get_queryset(request, exclude_parameters)
+        return queryset.filter(kind=Mailing.Kind.NEWSLETTER)
+
+
 @admin.register(Mailing)
 class MailingAdmin(admin.ModelAdmin):
+    def get_changelist(self, request, **kwargs):
+        return NewsletterList
+
     form = MailingForm
     list_display = (
         "name_and_subject",

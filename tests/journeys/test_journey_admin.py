@@ -1,0 +1,115 @@
+"""Campaign managers build, start, pause and read journeys in the admin."""
+
+import pytest
+from django.urls import reverse
+
+from mailings.journeys.models import Journey, JourneyStep
+from mailings.models import Mailing
+from tests.journeys.conftest import sign_up, tick_and_send
+
+pytestmark = pytest.mark.django_db
+
+
+def _change(journey):
+    return reverse("admin:journeys_journey_change", args=[journey.pk])
+
+
+def _do(journey, action):
+    return reverse("admin:journeys_journey_action", args=[journey.pk, action])
+
+
+def test_a_campaign_manager_adds_a_journey_with_its_steps(client, campaign_user, interest):
+    """The add page saves the journey and its steps; an email step gets its email to write."""
+    client.force_login(campaign_user)
+    data = {
+        "name": "Welcome series",
+        "description": "",
+        "trigger": "signup",
+        "entry": "once",
+        "interests": [interest.pk],
+        "steps-TOTAL_FORMS": "2",
+        "steps-INITIAL_FORMS": "0",
+        "steps-MIN_NUM_FORMS": "0",
+        "steps-MAX_NUM_FORMS": "1000",
+        "steps-0-position": "1",
+        "steps-0-kind": "email",
+        "steps-1-position": "2",
+        "steps-1-kind": "wait",
+        "steps-1-wait_days": "2",
+    }
+    response = client.post(reverse("admin:journeys_journey_add"), data)
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    journey = Journey.objects.get()
+    email = journey.steps.get(position=1)
+    assert email.mailing.kind == Mailing.Kind.JOURNEY
+    page = client.get(_change(journey))
+    assert "Write the email" in page.content.decode()
+    assert "Step 1: write the email" in page.content.decode()
+
+
+def test_two_steps_with_one_number_are_refused(client, campaign_user, interest):
+    client.force_login(campaign_user)
+    data = {
+        "name": "Muddled",
+        "trigger": "signup",
+        "entry": "once",
+        "interests": [interest.pk],
+        "steps-TOTAL_FORMS": "2",
+        "steps-INITIAL_FORMS": "0",
+        "steps-MIN_NUM_FORMS": "0",
+        "steps-MAX_NUM_FORMS": "1000",
+        "steps-0-position": "1",
+        "steps-0-kind": "end",
+        "steps-1-position": "1",
+        "steps-1-kind": "end",
+    }
+    response = client.post(reverse("admin:journeys_journey_add"), data)
+    assert response.status_code == 200
+    assert "Two steps are numbered 1" in response.content.decode()
+    assert not Journey.objects.exists()
+
+
+def test_start_pause_and_report_buttons(client, campaign_user, welcome, newcomer, interest):
+    """Start makes it live; the report says who is where; pause holds it."""
+    client.force_login(campaign_user)
+    client.post(_do(welcome, "start"))
+    welcome.refresh_from_db()
+    assert welcome.status == Journey.Status.LIVE
+    sign_up(newcomer, interest)
+    tick_and_send()
+    report = client.get(reverse("admin:journeys_journey_report", args=[welcome.pk]))
+    assert report.status_code == 200
+    versions = report.context["report"]["versions"]
+    first, wait = versions[0][1][0], versions[0][1][1]
+    assert (first.entered, first.sent) == (1, 1)
+    assert wait.waiting == 1
+    client.post(_do(welcome, "pause"))
+    welcome.refresh_from_db()
+    assert welcome.status == Journey.Status.PAUSED
+
+
+def test_a_live_journeys_steps_change_only_as_a_new_version(client, campaign_user, live_welcome):
+    """The live steps are read-only until staff choose "Change the steps"."""
+    client.force_login(campaign_user)
+    page = client.get(_change(live_welcome)).content.decode()
+    assert "Change the steps" in page
+    assert 'name="steps-0-position"' not in page
+    client.post(_do(live_welcome, "edit"))
+    page = client.get(_change(live_welcome)).content.decode()
+    assert 'name="steps-0-position"' in page
+    assert "You are changing the steps (version 2)" in page
+    assert JourneyStep.objects.filter(journey=live_welcome, version=2).count() == 5
+
+
+def test_membership_staff_cannot_start_a_journey(client, membership_user, welcome):
+    client.force_login(membership_user)
+    assert client.post(_do(welcome, "start")).status_code == 403
+    welcome.refresh_from_db()
+    assert welcome.status == Journey.Status.DRAFT
+
+
+def test_journey_emails_are_not_in_the_newsletter_list(client, campaign_user, welcome, r2p_mailing):
+    client.force_login(campaign_user)
+    page = client.get(reverse("admin:mailings_mailing_changelist")).content.decode()
+    assert "R2P update" in page
+    assert "Welcome series: email at step 1" not in page
