@@ -117,14 +117,21 @@ class WebhookEndpoint(models.Model):
 
 
 class WebhookDeliveryQuerySet(models.QuerySet):
-    def due(self, now=None):
-        """Return the deliveries to (re)send now: pending and due, or stuck sending."""
+    def claimable(self, now=None):
+        """Return the deliveries a worker may take now: pending and due, or stuck sending.
+
+        Conditions on this table only, so a claim's UPDATE re-checks them on the row.
+        """
         now = now or timezone.now()
         return self.filter(
             Q(status=WebhookDelivery.Status.PENDING, next_attempt_at__lte=now)
-            | Q(status=WebhookDelivery.Status.SENDING, claimed_until__lt=now),
-            endpoint__is_active=True,
-            endpoint__paused_at__isnull=True,
+            | Q(status=WebhookDelivery.Status.SENDING, claimed_until__lt=now)
+        )
+
+    def due(self, now=None):
+        """Return the claimable deliveries of active endpoints that are not paused."""
+        return self.claimable(now).filter(
+            endpoint__is_active=True, endpoint__paused_at__isnull=True
         )
 
 

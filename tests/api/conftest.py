@@ -43,3 +43,59 @@ def consent(**overrides):
         "given_at": "2026-11-30T10:00:00Z",
         **overrides,
     }
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that keeps every request and answers `statuses` in turn."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.requests = []
+        self.statuses = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.requests.append((dict(self.headers), body))
+                status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/rally"
+        self.thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(settings):
+    """A loopback receiver, which only RALLY_WEBHOOK_ALLOW_PRIVATE lets Rally reach."""
+    settings.RALLY_WEBHOOK_ALLOW_PRIVATE = True
+    server = Receiver()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def endpoint(db, receiver):
+    """An endpoint on the loopback receiver that hears every event."""
+    from project.api.models import Event
+    from project.api.webhooks import webhook_endpoint_create
+
+    return webhook_endpoint_create(
+        name="Campaign tools", url=receiver.url, events=[event.value for event in Event]
+    )
