@@ -43,6 +43,10 @@ ROLE_PERMISSIONS = {
         "mailings.*": ("view", "add", "change", "delete"),
         "mailings.send_mailing": None,
         "journeys.*": ("view", "add", "change", "delete"),
+        # Integrations: a key gets only the scopes its maker holds (project/api/admin.py).
+        "api.apikey": ("view", "add", "change"),
+        "api.webhookendpoint": ("view", "add", "change"),
+        "api.webhookdelivery": ("view",),
     },
 }
 
