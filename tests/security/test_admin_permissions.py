@@ -62,6 +62,10 @@ MODEL_ACCESS = {
     "crm.importbatch": {SUPERUSER: "vc", MEMBERSHIP: "vc"},
     "mailings.mailing": {SUPERUSER: "vacd", MEMBERSHIP: "v", CAMPAIGN: "vacd"},
     "mailings.delivery": {SUPERUSER: "v", CAMPAIGN: "v"},
+    # Integrations (project.api): keys are revoked, never deleted; deliveries are a log.
+    "api.apikey": {SUPERUSER: "vac", CAMPAIGN: "vac"},
+    "api.webhookendpoint": {SUPERUSER: "vacd", CAMPAIGN: "vac"},
+    "api.webhookdelivery": {SUPERUSER: "v", CAMPAIGN: "v"},
     # The staff login (project.staff_login): lockouts and two-factor devices.
     "axes.accessattempt": {SUPERUSER: "vcd"},
     "axes.accesslog": {SUPERUSER: "vcd"},
@@ -152,6 +156,12 @@ STANDARD = {
     "changelist": ("v", "v"),  # (letter needed to GET, letter needed to POST)
     "add": ("a", "a"),
     "change": ("v", "c"),
+    "api.apikey": {SUPERUSER: {"revoke"}, CAMPAIGN: {"revoke"}},
+    "api.webhookendpoint": {
+        SUPERUSER: {"delete_selected", "resume", "new_secret"},
+        CAMPAIGN: {"resume", "new_secret"},
+    },
+    "api.webhookdelivery": {},
     "history": ("v", None),
     "delete": ("d", "d"),
 }
@@ -234,6 +244,7 @@ def world(
     users = {
         SUPERUSER: superuser,
         MEMBERSHIP: membership_user,
+        **_api_objects(),
         CAMPAIGN: campaign_user,
         STAFF: nobody,
         ANONYMOUS: None,
@@ -495,3 +506,17 @@ def test_reverting_a_supporter_from_history_needs_change_permission(world):
     alice.refresh_from_db()
     assert allowed.status_code == 302
     assert alice.first_name == "Mallory"
+
+
+def _api_objects():
+    """An API key, a webhook endpoint and one of its deliveries (project.api)."""
+    from project.api.keys import api_key_create
+    from project.api.models import Event, WebhookDelivery
+    from project.api.webhooks import webhook_endpoint_create
+
+    hook = webhook_endpoint_create(name="Hook", url="https://example.org/h", events=["x"])
+    delivery = WebhookDelivery.objects.create(
+        endpoint=hook, event=Event.SUBSCRIBED, event_id="consent-1", occurred_at=hook.created_at
+    )
+    key, _ = api_key_create(name="Partner CRM", scopes=["supporters:read"])
+    return {"api.apikey": key, "api.webhookendpoint": hook, "api.webhookdelivery": delivery}
