@@ -256,6 +256,19 @@ class VariantResult:
     def percent(self):
         return round(100 * self.rate, 1)
 
+    @property
+    def opened_percent(self):
+        return round(100 * self.opened / self.sent, 1) if self.sent else 0.0
+
+    @property
+    def clicked_percent(self):
+        return round(100 * self.clicked / self.sent, 1) if self.sent else 0.0
+
+    @property
+    def chance(self):
+        """The chance of being best, as staff read it ("under 1%", "62%")."""
+        return _percent(self.probability_best)
+
 
 def results(mailing: Mailing, test: ABTest | None = None) -> list[VariantResult]:
     """Return each variant's figures among the recipients in the test, in variant order."""

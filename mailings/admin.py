@@ -131,11 +131,23 @@ class ABTestInline(admin.StackedInline):
 class VariantInline(admin.TabularInline):
     model = Variant
     formset = VariantFormSet
+    form = forms.modelform_factory(
+        Variant,
+        fields=("subject", "preheader"),
+        # Subject lines are read whole: wide enough to see one (mailings/abtests.css).
+        widgets={
+            "subject": forms.TextInput(attrs={"class": "rally-variant-text"}),
+            "preheader": forms.TextInput(attrs={"class": "rally-variant-text"}),
+        },
+    )
     extra = 0
     max_num = abtests.MAX_VARIANTS
     fields = ("subject", "preheader")
     verbose_name = "variant"
     verbose_name_plural = "A/B test variants"
+
+    class Media:
+        css = {"all": ("mailings/abtests.css",)}
 
 
 class NewsletterList(ChangeList):
@@ -280,7 +292,12 @@ class MailingAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
 
     def get_inline_instances(self, request, obj=None):
-        """Leave the A/B test as it is when a form is posted without its part (a script, say)."""
+        """Leave the A/B test as it is when a form is posted without its part (a script, say).
+
+        Once sending starts the status panel shows the test, so the form does not.
+        """
+        if obj is not None and not obj.is_editable:
+            return []
         inlines = super().get_inline_instances(request, obj)
         if request.method != "POST":
             return inlines

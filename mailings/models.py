@@ -569,7 +569,7 @@ class ABTest(models.Model):
         ]
 
     def __str__(self):
-        return f"A/B test of {self.mailing}"
+        return f"{self.test_percent}% tested, winner by {self.get_measure_display().lower()}"
 
 
 class Variant(models.Model):

@@ -29,6 +29,7 @@ def progress(mailing: Mailing, now=None) -> dict:
     )
     get = counts.get
     remaining = get(Delivery.Status.QUEUED, 0) + get(Delivery.Status.SENDING, 0)
+    remaining += get(Delivery.Status.HELD, 0)  # an A/B test's rest, waiting for the winner
     if mailing.status == Mailing.Status.SENDING:
         rate = _recent_rate(mailing, now)
     else:

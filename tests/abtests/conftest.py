@@ -10,6 +10,7 @@ from django.test import override_settings
 from crm.models import Subscription, Supporter, email_hash
 from mailings import guard, sending, services, throttle, tracking
 from mailings.models import ABTest, Delivery, Variant
+from tests.browser.conftest import browser_page, chromium  # noqa: F401 - for test_browser
 from tests.factories import MailingFactory
 
 WEBHOOK_AUTH = "Basic " + base64.b64encode(b"rally:webhook-secret").decode()
