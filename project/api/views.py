@@ -125,7 +125,7 @@ def _not_found(request, exc):
 def _require(request, scope):
     key = request.auth
     if not key.has_scope(scope):
-        raise ApiForbidden(f"This key may not do that: it needs the scope {scope!r}.")
+        raise ApiForbidden(f"This key may not do that: it needs the scope '{scope}'.")
     return key
 
 
@@ -258,7 +258,7 @@ def supporter_lookup(request, payload: schemas.LookupIn):
 
 
 @api.get(
-    "/supporters/{supporter_id}",
+    "/supporters/{int:supporter_id}",
     response={200: schemas.SupporterOut, 404: schemas.Error, **ERRORS},
     tags=["supporters"],
 )
@@ -318,7 +318,7 @@ def mailings(request, limit: int = 20):
 
 
 @api.get(
-    "/mailings/{mailing_id}",
+    "/mailings/{int:mailing_id}",
     response={200: schemas.MailingOut, 404: schemas.Error, **ERRORS},
     tags=["mailings"],
 )
