@@ -737,7 +737,7 @@ def main():
 
     from crm.models import Supporter, Suppression
     from mailings import services
-    from mailings.demo import DUTY_TO_PREVENT
+    from mailings.demo import BANNER, DUTY_TO_PREVENT, demo_blocks
     from mailings.models import Delivery, DeliveryEvent, Mailing
     from mailsink import MailSinkClient
 
@@ -768,7 +768,7 @@ def main():
         mailing = Mailing.objects.create(
             name="Load bench newsletter",
             subject='{{ first_name|default:"Friend" }}, the UK\'s duty to prevent atrocities',
-            body_html=DUTY_TO_PREVENT,
+            blocks=demo_blocks(DUTY_TO_PREVENT, f"/newsletters/images/{BANNER}"),
         )
         mailing.interests.set([data["interest"]])
         staff, _ = get_user_model().objects.get_or_create(

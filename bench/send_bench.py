@@ -235,13 +235,14 @@ def run(args, mode, interest):
     ]
     time.sleep(6)  # let the workers start (the broker keeps tasks meanwhile anyway)
 
-    from mailings.demo import DUTY_TO_PREVENT  # a realistic newsletter, about 2 KB of HTML
+    # A realistic newsletter: the demo "duty to prevent" one, written in blocks.
+    from mailings.demo import BANNER, DUTY_TO_PREVENT, demo_blocks
 
     mailing = Mailing.objects.create(
         name=f"Bench {mode}",
         subject='{{ first_name|default:"Friend" }}, the UK\'s duty to prevent atrocities',
         preheader="Why prevention comes first, and what the UK has promised.",
-        body_html=DUTY_TO_PREVENT,
+        blocks=demo_blocks(DUTY_TO_PREVENT, f"/newsletters/images/{BANNER}"),
     )
     mailing.interests.set([interest])
     staff, _ = get_user_model().objects.get_or_create(username="bench", defaults={"is_staff": True})

@@ -241,7 +241,8 @@ def _banner_png(width=1072, height=400):
     )
 
 
-def _blocks(spec_blocks, banner_src):
+def demo_blocks(spec_blocks, banner_src):
+    """Return a demo newsletter's blocks, clean, with `banner_src` as its picture."""
     blocks = []
     for position, block in enumerate(spec_blocks, start=1):
         block = {**block, "id": f"d{position}"}
@@ -265,7 +266,7 @@ def demo_newsletters(*, seed: int = 2026) -> dict:
                 name=spec["name"],
                 subject=spec["subject"],
                 preheader=spec["preheader"],
-                blocks=_blocks(spec["blocks"], banner_src),
+                blocks=demo_blocks(spec["blocks"], banner_src),
                 in_archive=spec.get("in_archive", False),
             )
             mailing.interests.set([interests[s] for s in spec["interests"] if s in interests])

@@ -161,18 +161,21 @@ def tint(colour, amount=0.9):
     return "#" + "".join(f"{round(c + (255 - c) * amount):02x}" for c in channels)
 
 
+# Blocks laid out as sections of their own; the others share one section (and
+# its table) with their neighbours, which keeps the email small.
+SECTIONED = {"columns", "action"}
+
+
 def block_to_mjml(block, template, styles):
-    """Return the MJML for one clean block."""
+    """Return the MJML for one clean block: a section if SECTIONED, else a column's content."""
     kind = block["type"]
     if kind == "heading":
         level = block["level"]
-        return _section(
-            _text(
-                f'<h{level} style="{styles[f"h{level}"]}">{html.escape(block["text"])}</h{level}>'
-            )
+        return _text(
+            f'<h{level} style="{styles[f"h{level}"]}">{html.escape(block["text"])}</h{level}>'
         )
     if kind == "text":
-        return _section(_text(style_rich_text(block["html"], styles)))
+        return _text(style_rich_text(block["html"], styles))
     if kind == "quote":
         cite = ""
         if block.get("cite"):
@@ -181,20 +184,18 @@ def block_to_mjml(block, template, styles):
                 f"&mdash; {html.escape(block['cite'])}</p>"
             )
         quote = style_rich_text(block["html"], styles)
-        return _section(
-            _text(f'<blockquote style="{styles["blockquote"]}">{quote}{cite}</blockquote>')
-        )
+        return _text(f'<blockquote style="{styles["blockquote"]}">{quote}{cite}</blockquote>')
     if kind == "image":
         width = f' width="{block["width"]}px"' if block.get("width") else ""
         link = f' href="{_attr(absolute(block["link"]))}"' if block.get("link") else ""
-        return _section(
+        return (
             f'<mj-image src="{_attr(absolute(block["src"]))}" alt="{_attr(block.get("alt", ""))}"'
             f'{width}{link} align="center" padding="{PADDING}" />'
         )
     if kind == "button":
-        return _section(_button(block["label"], block["url"], template))
+        return _button(block["label"], block["url"], template)
     if kind == "divider":
-        return _section(
+        return (
             f'<mj-divider border-color="{tint(template.text_colour, 0.75)}" border-width="1px" '
             f'padding="8px 32px 24px 32px" />'
         )
@@ -222,20 +223,33 @@ def block_to_mjml(block, template, styles):
             parts.append(_text(style_rich_text(block["html"], styles), padding="0 24px"))
         parts.append(_button(block["label"], block["url"], template, padding="8px 24px 24px 24px"))
         return (
-            '<mj-wrapper css-class="rally-card" background-color="#ffffff" '
-            'padding="0 32px 16px 32px"><mj-section css-class="rally-action" '
+            '<mj-section css-class="rally-card" background-color="#ffffff" '
+            'padding="0 32px 16px 32px"><mj-column css-class="rally-action" '
             f'background-color="{tint(template.brand_colour)}" '
-            f'border-left="6px solid {template.button_colour}" padding="0px">'
-            f"<mj-column>{''.join(parts)}</mj-column></mj-section></mj-wrapper>"
+            f'border-left="6px solid {template.button_colour}">'
+            f"{''.join(parts)}</mj-column></mj-section>"
         )
     if kind == "html":
-        return _section(_text(block["html"], css="rally-text rally-html", padding=PADDING))
+        return _text(block["html"], css="rally-text rally-html", padding=PADDING)
     raise RenderError(f"Unknown block type {kind!r}.")
 
 
 def blocks_to_mjml(blocks, template):
+    """Return the MJML for clean `blocks`, neighbours sharing a section where they can."""
     styles = rich_text_styles(template)
-    return "".join(block_to_mjml(block, template, styles) for block in blocks)
+    sections, run = [], []
+    for block in blocks:
+        mjml = block_to_mjml(block, template, styles)
+        if block["type"] in SECTIONED:
+            if run:
+                sections.append(_section("".join(run)))
+                run = []
+            sections.append(mjml)
+        else:
+            run.append(mjml)
+    if run:
+        sections.append(_section("".join(run)))
+    return "".join(sections)
 
 
 @functools.lru_cache(maxsize=32)
