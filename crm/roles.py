@@ -31,6 +31,12 @@ ROLE_PERMISSIONS = {
         "crm.import_supporters": None,
         "crm.export_supporter_data": None,
         "mailings.mailing": ("view",),
+        # Action pages: who signed (to make segments of them), partner opt-ins and
+        # applying the opt-out files partners send back.
+        "actions.action": ("view",),
+        "actions.signature": ("view",),
+        "crm.partnerconsent": ("view",),
+        "crm.partneroptoutfile": ("view", "add"),
     },
     CAMPAIGN_MANAGERS: {
         "crm.supporter": ("view",),
@@ -43,6 +49,7 @@ ROLE_PERMISSIONS = {
         "mailings.*": ("view", "add", "change", "delete"),
         "mailings.send_mailing": None,
         "journeys.*": ("view", "add", "change", "delete"),
+        "actions.*": ("view", "add", "change", "delete"),
         # Integrations: a key gets only the scopes its maker holds (project/api/admin.py).
         "api.apikey": ("view", "add", "change"),
         "api.webhookendpoint": ("view", "add", "change"),

@@ -32,8 +32,9 @@ from crm.admin.batches import (  # also registers ImportBatchAdmin
     IMPORT_PERMISSION,
     BatchConfirmForm,
 )
-from crm.models import CampaignInterest, PartnerOrganisation
+from crm.models import CampaignInterest, PartnerOptOutFile, PartnerOrganisation
 from crm.resources import PREVIEW_ROWS, SupporterResource
+from crm.services import partner_optouts_apply
 
 EXPORT_PERMISSION = "crm.export_supporters"
 
@@ -507,12 +508,16 @@ class PartnerSyncMixin:
         sync = reverse("admin:crm_partnerorganisation_sync_export", args=[partner.pk])
         export = reverse("admin:crm_supporter_export")
         query = urlencode({"partner__id__exact": partner.pk})
+        optouts = reverse("admin:crm_partneroptoutfile_add")
         return format_html(
             '<a class="button" href="{}">Partner sync export…</a> '
-            '<a class="button" href="{}?{}">Export their supporters…</a>',
+            '<a class="button" href="{}?{}">Export their supporters…</a> '
+            '<a class="button" href="{}?partner={}">Apply their opt-out file…</a>',
             sync,
             export,
             query,
+            optouts,
+            partner.pk,
         )
 
     def get_urls(self):
@@ -574,3 +579,139 @@ class SegmentExportMixin:
             url,
             urlencode({"segment": segment.pk}),
         )
+
+
+# Partners: their opt-outs, sent back ---------------------------------------------------
+
+
+class PartnerOptOutForm(forms.ModelForm):
+    file = forms.FileField(
+        label="Opt-out file",
+        help_text="A CSV (or a plain list, one address a line) of the people who left the "
+        "partner's list; the column headed “Email” (or the first) is read. What the partner "
+        "brought is withdrawn for each: their opt-in to the partner and the topics their lists "
+        "subscribed them to. Topics they chose themselves stay.",
+    )
+
+    class Meta:
+        model = PartnerOptOutFile
+        fields = ("partner",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["partner"].queryset = PartnerOrganisation.objects.filter(is_active=True)
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        if upload.size > imports.import_max_bytes():
+            raise forms.ValidationError(
+                f"The file is larger than {imports.import_max_bytes() // 1_000_000} MB."
+            )
+        return upload
+
+
+@admin.register(PartnerOptOutFile)
+class PartnerOptOutFileAdmin(admin.ModelAdmin):
+    """Applying a partner's opt-out file (the add page) and its receipt (the change page)."""
+
+    list_display = ("file_name", "partner", "created_at", "rows", "matched", "withdrawn", "nobody")
+    list_filter = ("partner",)
+    readonly_fields = (
+        "partner",
+        "file_name",
+        "created_at",
+        "created_by",
+        "rows",
+        "matched",
+        "withdrawn",
+        "subscriptions_withdrawn",
+        "opt_ins_withdrawn",
+        "unmatched_rows",
+        "file_hash",
+    )
+
+    @admin.display(description="Matched nobody")
+    def nobody(self, receipt):
+        return len(receipt.unmatched) + len(receipt.invalid)
+
+    @admin.display(description="Rows that matched nobody")
+    def unmatched_rows(self, receipt):
+        count = self.nobody(receipt)
+        if not count:
+            return "None"
+        return format_html(
+            "{} row{} (no supporter with that address, or no address). "
+            '<a class="button" href="{}">Download them (CSV)</a>',
+            count,
+            "" if count == 1 else "s",
+            reverse("admin:crm_partneroptoutfile_unmatched", args=[receipt.pk]),
+        )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        if obj is None:
+            kwargs["form"] = PartnerOptOutForm
+            kwargs["fields"] = ("partner", "file")
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_fields(self, request, obj=None):
+        return ("partner", "file") if obj is None else self.readonly_fields
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.readonly_fields
+
+    def save_model(self, request, obj, form, change):
+        # The service writes the receipt; the admin shows it as the added object.
+        receipt = partner_optouts_apply(
+            partner=form.cleaned_data["partner"],
+            file=form.cleaned_data["file"],
+            file_name=form.cleaned_data["file"].name,
+            actor=request.user,
+        )
+        obj.__dict__.update({k: v for k, v in receipt.__dict__.items() if k != "_state"})
+        obj._state.adding = False
+        messages.success(
+            request,
+            f"Applied: {receipt.withdrawn} of the {receipt.matched} people matched had something "
+            f"from {receipt.partner} withdrawn; {self.nobody(receipt)} rows matched nobody.",
+        )
+
+    def save_related(self, request, form, formsets, change):
+        pass
+
+    def response_add(self, request, obj, post_url_continue=None):
+        return HttpResponseRedirect(reverse("admin:crm_partneroptoutfile_change", args=[obj.pk]))
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        return [
+            path(
+                "<int:pk>/unmatched.csv",
+                self.admin_site.admin_view(self.unmatched_view),
+                name="crm_partneroptoutfile_unmatched",
+            ),
+            *super().get_urls(),
+        ]
+
+    def unmatched_view(self, request, pk):
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        receipt = get_object_or_404(PartnerOptOutFile, pk=pk)
+        rows = [
+            *(
+                [number, value, "No supporter has this address"]
+                for number, value in receipt.unmatched
+            ),
+            *([number, value, "Not an email address"] for number, value in receipt.invalid),
+        ]
+        content = exports.write_table(
+            headers=["Row", "As sent", "Problem"], rows=sorted(rows), file_format="csv"
+        )
+        response = HttpResponse(content, content_type=exports.CONTENT_TYPES["csv"])
+        name = f"{receipt.partner.slug}-opt-outs-{receipt.pk}-unmatched.csv"
+        response["Content-Disposition"] = f'attachment; filename="{name}"'
+        return response

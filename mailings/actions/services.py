@@ -16,6 +16,7 @@ from django.core.validators import validate_email
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from crm import exports
 from crm import services as crm_services
 from crm.exceptions import RallyError
 from crm.models import ConsentRecord, PartnerConsent, PartnerOrganisation, Segment, Supporter
@@ -35,7 +36,8 @@ class SignatureRejected(RallyError, ValidationError):
     """The signature cannot be taken as given; the message says what to fix."""
 
 
-def _label(action) -> str:
+def action_label(action) -> str:
+    """Return how consent given on `action`'s page is labelled (actor_label, source)."""
     return f"action page: {action.slug}"[:200]
 
 
@@ -95,7 +97,7 @@ def _find_or_create_supporter(*, action, email, details):
     blanks = {
         name: value for name, value in details.items() if value and not getattr(supporter, name)
     }
-    supporter_update_details(supporter=supporter, reason=_label(action), **blanks)
+    supporter_update_details(supporter=supporter, reason=action_label(action), **blanks)
     return supporter
 
 
@@ -267,7 +269,7 @@ def action_signature_confirm(*, signature: Signature, pending_only: bool = True)
         action, supporter = signature.action, signature.supporter
         if address_refused(supporter.email):
             return signature
-        label = _label(action)
+        label = action_label(action)
         try:
             if signature.opted_in:
                 for interest in action.interests.all():
@@ -334,3 +336,38 @@ def action_signers_to_segment(*, action: Action, actor, name: str = "") -> Segme
             actor=actor,
         )
     return segment
+
+
+def action_target_csv(*, action: Action, actor) -> exports.ExportFile:
+    """Return the signatures to hand to `action`'s target as a CSV, and record the export.
+
+    Names, postcodes (and countries, if asked) and when each signed, in the
+    order they signed: never an email address. Erased supporters are left
+    out. Formulas are neutralised (crm.exports.write_table).
+    """
+    asked = action.asked()
+    columns = [name for name in ("first_name", "last_name", "postcode", "country") if name in asked]
+    headers = [*(FIELDS[name] for name in columns), "Signed at"]
+    rows = list(
+        Signature.objects.filter(action=action)
+        .exclude(supporter__status=Supporter.Status.ERASED)
+        .order_by("created_at", "pk")
+        .values_list(*(f"supporter__{name}" for name in columns), "created_at")
+        .iterator(chunk_size=exports.CHUNK)
+    )
+    content = exports.write_table(headers=headers, rows=rows, file_format="csv", title=action.title)
+    exports.export_audit(
+        actor=actor,
+        source="admin",
+        what="action signatures for the target",
+        rows=len(rows),
+        columns=columns,
+        file_format="csv",
+        action=action.slug,
+    )
+    return exports.ExportFile(
+        content=content,
+        file_name=f"{action.slug}-signatures-{timezone.localdate().isoformat()}.csv",
+        content_type=exports.CONTENT_TYPES["csv"],
+        rows=len(rows),
+    )

@@ -73,6 +73,11 @@ MODEL_ACCESS = {
     "otp_totp.totpdevice": {SUPERUSER: "vacd"},
 }
 
+    # Action pages: campaign managers write them; everyone reads who signed; a
+    # partner's opt-out file is applied (and its receipt read) by membership staff.
+    "actions.action": {SUPERUSER: "vacd", MEMBERSHIP: "v", CAMPAIGN: "vacd"},
+    "actions.signature": {SUPERUSER: "v", MEMBERSHIP: "v", CAMPAIGN: "v"},
+    "crm.partneroptoutfile": {SUPERUSER: "va", MEMBERSHIP: "va"},
 # Custom pages: (who may GET, who may POST); POST None for pages that only show
 # or download. GET NOBODY: a POST-only button, refused (403/405) to every GET.
 CUSTOM = {
@@ -112,6 +117,11 @@ MAILING_BUTTONS = {
     "cancel": C,
     "unschedule": C,
     "resend-unknown": C,
+    # An action's signatures for its target (names and postcodes), and a segment of
+    # its signers (who may add segments); a partner opt-out receipt's unmatched rows.
+    "actions_action_target_csv": (EVERY_ROLE, None),
+    "actions_action_segment": (M, M),
+    "crm_partneroptoutfile_unmatched": (M, None),
     "duplicate": C,
     "no-such-action": NOBODY,
 }
@@ -165,6 +175,9 @@ STANDARD = {
     "history": ("v", None),
     "delete": ("d", "d"),
 }
+    "actions.action": {SUPERUSER: {"delete_selected"}, CAMPAIGN: {"delete_selected"}},
+    "actions.signature": {},
+    "crm.partneroptoutfile": {},
 
 # The POST each refused role tries: what would change something if it were allowed.
 PAYLOADS = {
@@ -250,6 +263,7 @@ def world(
         ANONYMOUS: None,
     }
     return {
+        **_action_objects(partner),
         "objects": objects,
         "users": users,
         "partner": partner,
@@ -271,6 +285,19 @@ def admin_pages(world):
         for pattern in model_admin.get_urls():
             route = str(pattern.pattern)
             name = pattern.name
+def _action_objects(partner):
+    from crm.services import partner_optouts_apply
+    from mailings.actions.models import Action
+    from mailings.actions.services import action_sign
+
+    signed = Action.objects.create(title="Signed", slug="signed", status=Action.Status.OPEN)
+    return {
+        "actions.action": Action.objects.create(title="Draft", slug="draft"),
+        "actions.signature": action_sign(action=signed, email="signer@example.org"),
+        "crm.partneroptoutfile": partner_optouts_apply(partner=partner, rows=["x@example.org"]),
+    }
+
+
             if name is None:  # <path:object_id>/ redirects to the change page
                 kind = "change"
             else:
@@ -424,6 +451,7 @@ def test_the_right_role_can_press_the_button(world, page, role, django_capture_o
     before = database_state()
 
     with django_capture_on_commit_callbacks(execute=False):
+    ("actions_action_segment", MEMBERSHIP),
         response = client_for(world, role).post(url, payload)
 
     assert response.status_code in (200, 302)
