@@ -29,6 +29,9 @@ class Command(BaseCommand):
         from mailings.demo import demo_newsletters
 
         counts.update(demo_newsletters())
+        from mailings.journeys.demo import demo_journeys
+
+        counts.update(demo_journeys())
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready in {time.monotonic() - started:.1f}s: "
