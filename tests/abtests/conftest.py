@@ -12,6 +12,7 @@ from mailings import guard, sending, services, throttle, tracking
 from mailings.models import ABTest, Delivery, Variant
 from tests.browser.conftest import browser_page, chromium  # noqa: F401 - for test_browser
 from tests.factories import MailingFactory
+from tests.integration.conftest import broker, sink  # noqa: F401 - for test_guard_with_worker
 
 WEBHOOK_AUTH = "Basic " + base64.b64encode(b"rally:webhook-secret").decode()
 

@@ -173,3 +173,54 @@ def assert_exactly_once(sink, mailing, supporters):
     by_address = {m.address: m.metadata["delivery_id"] for m in sink.messages()}
     expected = {d.supporter.email: str(d.pk) for d in deliveries.select_related("supporter")}
     assert by_address == expected
+
+
+def bounce_back(client, sink, addresses, *, since=0):
+    """Be the ESP reporting hard bounces: post Postmark's bounce webhook for each message
+    the sink recorded after record `since` to one of `addresses`, and apply them.
+
+    Return the id of the last record looked at (pass it as `since` next time).
+    """
+    import json
+
+    from django.test import override_settings
+
+    from mailings import tracking
+
+    secret = {**settings.ANYMAIL, "WEBHOOK_SECRET": "rally:webhook-secret"}
+    last = since
+    for record in sink.messages(since=since):
+        last = record.id
+        if record.address not in addresses:
+            continue
+        payload = {
+            "RecordType": "Bounce",
+            "MessageStream": "broadcast",
+            "ID": 7_000_000 + record.id,
+            "Type": "HardBounce",
+            "TypeCode": 1,
+            "Name": "Hard bounce",
+            "Tag": "newsletter",
+            "MessageID": record.message_id,
+            "Metadata": record.metadata,
+            "ServerID": 23,
+            "Description": "The server was unable to deliver your message (ex: unknown user).",
+            "Details": "smtp;550 5.1.1 The email account that you tried to reach does not exist.",
+            "Email": record.address,
+            "From": record.from_email,
+            "BouncedAt": "2026-11-05T16:33:54.9070259Z",
+            "DumpAvailable": False,
+            "Inactive": True,
+            "CanActivate": True,
+            "Subject": record.subject,
+        }
+        with override_settings(ANYMAIL=secret):
+            response = client.post(
+                "/anymail/postmark/tracking/",
+                data=json.dumps(payload),
+                content_type="application/json",
+                HTTP_AUTHORIZATION="Basic cmFsbHk6d2ViaG9vay1zZWNyZXQ=",  # rally:webhook-secret
+            )
+        assert response.status_code == 200
+    tracking.delivery_events_apply_pending()
+    return last
