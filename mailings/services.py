@@ -19,6 +19,7 @@ from crm.services import audit_event_add
 from mailings import abtests, emails, esp, sending
 from mailings.composer import blocks as composer_blocks
 from mailings.composer import checks
+from mailings.composer import render as composer_render
 from mailings.exceptions import MailingRefused
 from mailings.models import Delivery, DeliveryEvent, Mailing
 
@@ -339,6 +340,8 @@ def mailing_send_test(*, mailing: Mailing, to: list[str], supporter=None, actor=
         prepared = emails.PreparedMailing(mailing)
     except emails.MergeFieldError as error:
         raise MailingRefused(error.message) from None
+    except (composer_blocks.BlockError, composer_render.RenderError) as error:
+        raise MailingRefused(" ".join(getattr(error, "messages", [str(error)]))) from None
     messages = []
     for address in to:
         message = prepared.message(

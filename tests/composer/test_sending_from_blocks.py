@@ -121,3 +121,13 @@ def test_an_override_cannot_send_what_cannot_be_built(interest, campaign_user):
 
     with pytest.raises(MailingRefused, match="cannot be sent as it is"):
         services.mailing_override_checks(mailing=broken, actor=campaign_user)
+
+
+def test_a_test_send_of_blocks_that_cannot_be_built_says_why(interest, campaign_user):
+    broken = MailingFactory(interests=[interest])
+    Mailing.objects.filter(pk=broken.pk).update(blocks=[{"type": "button", "label": "Go"}])
+    broken.refresh_from_db()
+
+    with pytest.raises(MailingRefused, match=r"Block 1 \(button\): the button needs a link"):
+        services.mailing_send_test(mailing=broken, to=[campaign_user.email])
+    assert mail.outbox == []
