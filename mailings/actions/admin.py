@@ -73,8 +73,8 @@ class ActionForm(forms.ModelForm):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if not self.instance.pk:
-            self.initial.setdefault("fields", ["first_name", "last_name", "postcode"])
+        if not self.instance.fields:
+            self.initial["fields"] = self.instance.asked()
 
     def clean_blocks(self):
         previous = self.instance.blocks if self.instance.pk else ()
@@ -157,6 +157,9 @@ class ActionAdmin(admin.ModelAdmin):
     search_fields = ("title", "slug")
     prepopulated_fields = {"slug": ("title",)}
     readonly_fields = ("results",)
+
+    class Media:
+        css = {"all": ["actions/admin.css"]}
     fieldsets = [
         (None, {"fields": ("kind", "title", "slug", "status", "summary", "target", "blocks")}),
         ("The form", {"fields": ("fields", "goal", "button_label", "thank_you")}),
