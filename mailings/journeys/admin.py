@@ -216,6 +216,17 @@ class JourneyAdmin(admin.ModelAdmin):
     def left(self, journey):
         return f"{journey.n_left:,}"
 
+    def has_delete_permission(self, request, obj=None):
+        # Only a draft, which nobody ever entered: a journey that ran keeps its history.
+        if obj is not None and obj.status != Journey.Status.DRAFT:
+            return False
+        return super().has_delete_permission(request, obj)
+
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
     def save_model(self, request, obj, form, change):
         if not change:
             obj.created_by = request.user
