@@ -56,6 +56,10 @@ class ApiKeyForm(forms.ModelForm):
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
     form = ApiKeyForm
+
+    class Media:
+        css = {"all": ["api/admin.css"]}
+
     list_display = ["name", "prefix_shown", "partner", "scopes_shown", "last_used_at", "state"]
     list_filter = ["partner"]
     search_fields = ["name", "prefix"]
@@ -160,6 +164,10 @@ class EndpointForm(forms.ModelForm):
 @admin.register(WebhookEndpoint)
 class WebhookEndpointAdmin(admin.ModelAdmin):
     form = EndpointForm
+
+    class Media:
+        css = {"all": ["api/admin.css"]}
+
     list_display = ["name", "url", "partner", "state", "last_success_at", "consecutive_failures"]
     list_filter = ["partner", "is_active"]
     search_fields = ["name", "url"]

@@ -184,3 +184,61 @@ class MailingOut(Schema):
     sent_at: datetime.datetime | None
     figures: dict
     figures_counted_at: datetime.datetime | None
+
+
+class CosponsorOut(Schema):
+    partner: str
+    name: str
+    wording: str
+    wording_version: str
+    privacy_url: str
+    shared_fields: list[str]
+
+
+class ActionOut(Schema):
+    slug: str
+    title: str
+    kind: str
+    status: str
+    summary: str
+    goal: int
+    signatures: int
+    asks: list[str] = Field(description="The supporter fields the action's form asks for.")
+    interests: list[str]
+    opt_in_wording: str
+    opt_in_wording_version: str
+    cosponsors: list[CosponsorOut]
+
+
+class SignIn(Schema):
+    """A signature, with the boxes the signer ticked beside the wording you showed them."""
+
+    email: str = Field(max_length=254)
+    first_name: str = Field("", max_length=100)
+    last_name: str = Field("", max_length=100)
+    postcode: str = Field("", max_length=16)
+    country: str = Field("", max_length=2)
+    phone: str = Field("", max_length=32)
+    opt_in: bool = Field(False, description="Ticked the box to hear from us (opt_in_wording).")
+    opt_in_wording_version: str = Field(
+        "", max_length=64, description="The version of the wording shown; required with opt_in."
+    )
+    partner_opt_ins: list[str] = Field(
+        [], description="Slugs of the co-sponsors whose boxes were ticked."
+    )
+    source: str = Field("", max_length=100, description="Where they signed: a page or campaign.")
+    page_url: str = Field("", max_length=500)
+
+    @model_validator(mode="after")
+    def _evidence_for_opt_in(self):
+        if self.opt_in and not self.opt_in_wording_version:
+            raise ValueError(
+                "opt_in_wording_version is required with opt_in: send the version of the "
+                "wording you showed (GET /api/actions lists it)"
+            )
+        return self
+
+
+class SignOut(Schema):
+    counted: bool = Field(description="False when this person had signed already.")
+    confirmation: str = Field(description="none, pending (an email asks them) or confirmed.")

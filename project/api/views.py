@@ -9,7 +9,7 @@ thin: they check the scope, call a service or a query, and shape the answer.
 """
 
 from django.conf import settings
-from django.db.models import F
+from django.db.models import F, Q
 from django.http import Http404
 from django.utils import timezone
 from ninja import NinjaAPI, Swagger
@@ -18,9 +18,13 @@ from ninja.errors import ValidationError as NinjaValidationError
 from ninja.security import HttpBearer
 
 from crm import services
-from crm.exports import partner_supporters
+from crm.exports import partner_opt_ins, partner_supporters
+from crm.imports.plan import SKIP_STATUS_REASONS
 from crm.models import AuditEvent, CampaignInterest, Subscription, Supporter
 from mailings import reports
+from mailings.actions.models import Action
+from mailings.actions.models import wording_version as version_of
+from mailings.actions.services import SignatureRejected, action_sign
 from mailings.models import Mailing
 from project.api import keys, schemas
 from project.api.exceptions import (
@@ -130,9 +134,16 @@ def _require(request, scope):
 
 
 def _visible(key):
-    """Return the supporters `key` may see: a partner's key sees only the partner's supporters."""
+    """Return the supporters `key` may see.
+
+    A partner's key sees whom its sync export carries: those who came from the
+    partner, and those whose latest answer to its box on an action page is yes.
+    """
     if key.partner_id:
-        return partner_supporters(key.partner)
+        opted_in = list(partner_opt_ins(key.partner))
+        return Supporter.objects.filter(
+            Q(pk__in=partner_supporters(key.partner).values("pk")) | Q(pk__in=opted_in)
+        )
     return Supporter.objects.all()
 
 
@@ -194,7 +205,12 @@ def _for_client(outcome, key):
     return data
 
 
-@api.get("/interests", response=list[schemas.InterestOut], tags=["interests"])
+@api.get(
+    "/interests",
+    response=list[schemas.InterestOut],
+    tags=["interests"],
+    summary="List the interests",
+)
 def interests(request):
     """List the campaign's interests (topics supporters subscribe to), in display order."""
     return [
@@ -207,6 +223,7 @@ def interests(request):
     "/supporters",
     response={200: schemas.UpsertOutcome, **ERRORS},
     tags=["supporters"],
+    summary="Add or update a supporter",
 )
 def supporter_upsert(request, payload: schemas.SupporterIn):
     """Add a supporter or update one found by email; subscribe them with consent evidence.
@@ -222,6 +239,7 @@ def supporter_upsert(request, payload: schemas.SupporterIn):
     "/supporters/batch",
     response={200: schemas.BatchOut, **ERRORS},
     tags=["supporters"],
+    summary="Add or update up to 1,000 supporters",
 )
 def supporters_batch(request, payload: schemas.SupporterBatchIn):
     """Add or update up to 1,000 supporters in one transaction: all are saved, or none.
@@ -244,6 +262,7 @@ def supporters_batch(request, payload: schemas.SupporterBatchIn):
     "/supporters/lookup",
     response={200: schemas.SupporterOut, 404: schemas.Error, **ERRORS},
     tags=["supporters"],
+    summary="Find a supporter by email",
 )
 def supporter_lookup(request, payload: schemas.LookupIn):
     """Find a supporter by email address and return their subscriptions.
@@ -261,6 +280,7 @@ def supporter_lookup(request, payload: schemas.LookupIn):
     "/supporters/{int:supporter_id}",
     response={200: schemas.SupporterOut, 404: schemas.Error, **ERRORS},
     tags=["supporters"],
+    summary="Read a supporter",
 )
 def supporter_read(request, supporter_id: int):
     """Return a supporter and their subscriptions. Needs `supporters:read`."""
@@ -275,6 +295,7 @@ def supporter_read(request, supporter_id: int):
     "/supporters/unsubscribe",
     response={200: schemas.UnsubscribeOut, 404: schemas.Error, **ERRORS},
     tags=["supporters"],
+    summary="Unsubscribe a supporter",
 )
 def supporter_unsubscribe(request, payload: schemas.UnsubscribeIn):
     """Unsubscribe a supporter from some interests, or from all email when none are named.
@@ -302,7 +323,12 @@ def supporter_unsubscribe(request, payload: schemas.UnsubscribeIn):
     return {"id": supporter.pk, "changed": changed, "status": supporter.status}
 
 
-@api.get("/mailings", response={200: list[schemas.MailingOut], **ERRORS}, tags=["mailings"])
+@api.get(
+    "/mailings",
+    response={200: list[schemas.MailingOut], **ERRORS},
+    tags=["mailings"],
+    summary="List sent mailings with their figures",
+)
 def mailings(request, limit: int = 20):
     """List the latest sent mailings with their figures (counted every few minutes).
 
@@ -321,6 +347,7 @@ def mailings(request, limit: int = 20):
     "/mailings/{int:mailing_id}",
     response={200: schemas.MailingOut, 404: schemas.Error, **ERRORS},
     tags=["mailings"],
+    summary="Read a mailing's figures",
 )
 def mailing_read(request, mailing_id: int):
     """Return one sent mailing's figures, counted now. Needs `mailings:read`."""
@@ -343,3 +370,101 @@ def _mailing_out(mailing, figures):
         "figures": figures or {},
         "figures_counted_at": mailing.stats_counted_at,
     }
+
+
+@api.get(
+    "/actions",
+    response={200: list[schemas.ActionOut], **ERRORS},
+    tags=["actions"],
+    summary="List the actions (petitions, pledges, event sign-ups)",
+)
+def actions(request):
+    """List open and closed actions with the exact opt-in wordings to show beside a form."""
+    published = Action.objects.published().prefetch_related(
+        "interests", "cosponsors__partner", "cosponsors__action"
+    )
+    return [
+        {
+            "slug": action.slug,
+            "title": action.title,
+            "kind": action.kind,
+            "status": action.status,
+            "summary": action.summary,
+            "goal": action.goal,
+            "signatures": action.signatures.count(),
+            "asks": action.asked(),
+            "interests": [interest.slug for interest in action.interests.all()],
+            "opt_in_wording": action.charity_wording(),
+            "opt_in_wording_version": version_of(action.charity_wording()),
+            "cosponsors": [
+                {
+                    "partner": cosponsor.partner.slug,
+                    "name": cosponsor.partner.name,
+                    "wording": cosponsor.wording,
+                    "wording_version": cosponsor.version(),
+                    "privacy_url": cosponsor.privacy_url,
+                    "shared_fields": cosponsor.fields_shared(),
+                }
+                for cosponsor in action.cosponsors.all()
+            ],
+        }
+        for action in published.order_by("-created_at")
+    ]
+
+
+@api.post(
+    "/actions/{slug}/sign",
+    response={200: schemas.SignOut, 404: schemas.Error, **ERRORS},
+    tags=["actions"],
+    summary="Sign an action for someone",
+)
+def action_sign_route(request, slug: str, payload: schemas.SignIn):
+    """Sign an action for the person at `email`, as its page would. Needs `actions:sign`.
+
+    A signature counts once per person. The boxes ticked are recorded as their
+    consent only after the emailed confirmation (when the site asks for one), and
+    never for an address that may not be emailed. A partner's key signs as that
+    partner (the signature's source).
+    """
+    key = _require(request, Scope.SIGN_ACTIONS)
+    action = Action.objects.filter(slug=slug).first()
+    if action is None:
+        raise ApiNotFound("No action with that slug (GET /api/actions lists them).")
+    opt_in = payload.opt_in
+    if opt_in and not settings.RALLY_ACTIONS_DOUBLE_OPT_IN and _said_no(payload.email, action):
+        # Nobody confirms by email here, so the integration's word would be the only
+        # "yes": someone who said no to us is not subscribed again on it (as imports).
+        opt_in = False
+    try:
+        signature = action_sign(
+            action=action,
+            email=payload.email,
+            first_name=payload.first_name,
+            last_name=payload.last_name,
+            postcode=payload.postcode,
+            country=payload.country,
+            phone=payload.phone,
+            opt_in=opt_in,
+            partner_opt_ins=payload.partner_opt_ins,
+            source=key.partner.slug if key.partner_id else (payload.source or f"api:{key.prefix}"),
+            page_url=payload.page_url,
+            wording_version=payload.opt_in_wording_version or None,
+        )
+    except SignatureRejected as rejection:
+        raise ApiInputError(f"Nothing was saved: {rejection.messages[0]}") from None
+    return {"counted": signature.counted, "confirmation": signature.confirmation}
+
+
+def _said_no(email, action):
+    """Whether the person at `email` left all email or one of `action`'s interests, or
+    cannot be emailed: the import's rules for who is never subscribed again."""
+    supporter = services.supporter_get(email)
+    if supporter is None:
+        return False
+    if supporter.status in SKIP_STATUS_REASONS or supporter.is_suppressed():
+        return True
+    return Subscription.objects.filter(
+        supporter=supporter,
+        interest__in=action.interests.all(),
+        status=Subscription.Status.UNSUBSCRIBED,
+    ).exists()

@@ -6,6 +6,7 @@ until the endpoint answers 2xx or RALLY_WEBHOOK_RETRY_HOURS have passed.
 Every change of consent writes its ConsentRecord (and an AuditEvent) in the
 transaction that makes it, so reading them misses no route into the system:
 a staff action, an import, a supporter's click and an ESP's bounce all show.
+Signatures are read from the actions' own table, where each is written once.
 
     webhook_endpoint_create()  a new endpoint with its signing secret
     webhooks_fan_out()   beat: new events since the last read -> WebhookDelivery rows
@@ -36,7 +37,9 @@ from django.db import transaction
 from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
+from crm.exports import partner_opt_ins
 from crm.models import AuditEvent, ConsentRecord, Supporter
+from mailings.actions.models import Signature
 from project.api import outbound
 from project.api.models import Event, WebhookCursor, WebhookDelivery, WebhookEndpoint
 
@@ -135,6 +138,13 @@ def _events_since(since, wanted):
                 yield _Happened(
                     f"consent-{pk}", event, supporter_id, created_at, {"interest": slug}
                 )
+    if Event.SIGNED in wanted:
+        signed = Signature.objects.filter(created_at__gte=since).order_by("pk")
+        for pk, supporter_id, slug, source, created_at in signed.values_list(
+            "pk", "supporter_id", "action__slug", "source", "created_at"
+        ).iterator(chunk_size=CHUNK):
+            data = {"action": slug, "source": source}
+            yield _Happened(f"signature-{pk}", Event.SIGNED, supporter_id, created_at, data)
     if Event.ERASED in wanted:
         erased = AuditEvent.objects.filter(created_at__gte=since, kind=AuditEvent.Kind.ERASED)
         for pk, supporter_id, created_at in erased.values_list("pk", "supporter_id", "created_at"):
@@ -142,9 +152,14 @@ def _events_since(since, wanted):
 
 
 def _partner_people(partner, ids):
-    """Return which of supporter `ids` came from `partner` (erased ones included)."""
+    """Return which of supporter `ids` the partner may hear of (erased ones included).
+
+    Those who came from the partner (first, or in its lists) and those whose
+    latest answer to the partner's box on an action page is yes: what its
+    sync export carries. Signing from a partner's page is not a yes to it.
+    """
     shared = ConsentRecord.objects.filter(supporter=OuterRef("pk"), partner=partner)
-    found = set()
+    found = set(partner_opt_ins(partner)) & set(ids)
     for start in range(0, len(ids), CHUNK):
         found.update(
             Supporter.objects.filter(pk__in=ids[start : start + CHUNK])

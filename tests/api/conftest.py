@@ -2,6 +2,7 @@ import pytest
 
 from project.api.keys import api_key_create
 from project.api.models import Scope
+from tests.browser.conftest import browser_page, chromium  # noqa: F401  (the page tests' fixtures)
 
 ALL_SCOPES = [scope.value for scope in Scope]
 

@@ -26,6 +26,8 @@ CALLS = [
         Scope.WRITE_SUPPORTERS,
     ),
     ("get", "/api/mailings", None, Scope.READ_MAILINGS),
+    ("get", "/api/actions", None, None),
+    ("post", "/api/actions/none-such/sign", {"email": "a@example.org"}, Scope.SIGN_ACTIONS),
 ]
 
 
@@ -62,7 +64,8 @@ def test_each_call_needs_its_scope(client, make_key, supporter, method, path, bo
     else:
         assert refused.status_code == 403
         assert scope in refused.json()["message"]
-    assert allowed.status_code == 200, allowed.content
+    # A signature for an action that does not exist: allowed in, then not found.
+    assert allowed.status_code == (404 if "sign" in path else 200), allowed.content
 
 
 def test_revoked_key_stops_working(client, make_key):
