@@ -26,8 +26,7 @@ from crm.models import CampaignInterest, ConsentRecord, Supporter
 from crm.services import supporter_mark_undeliverable, supporter_unsubscribe
 from mailings import reports
 from mailings.composer.blocks import clean_blocks
-from mailings.composer.views import IMAGE_FOLDER
-from mailings.models import Delivery, DeliveryEvent, EmailTemplate, Mailing
+from mailings.models import COMPOSER_IMAGES, Delivery, DeliveryEvent, EmailTemplate, Mailing
 
 BANNER = "demo-r2p-banner.png"
 BANNER_ALT = "An illustration of eight candles burning in a row, as at a vigil"
@@ -196,7 +195,7 @@ def demo_template():
 
 def demo_banner_src():
     """Return the address of the demo banner image, drawn into media storage once."""
-    path = f"{IMAGE_FOLDER}{BANNER}"
+    path = f"{COMPOSER_IMAGES}{BANNER}"
     if not default_storage.exists(path):
         default_storage.save(path, ContentFile(_banner_png()))
     return reverse("newsletter-image", args=[BANNER])

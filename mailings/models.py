@@ -31,10 +31,14 @@ def validate_logo(upload):
         raise ValidationError("The logo must be a PNG, JPEG or GIF image.")
 
 
+# Where the composer's images are stored (media storage), served at /newsletters/images/.
+COMPOSER_IMAGES = "composer/images/"
+
+
 def logo_path(instance, filename):
     """Store a logo with the composer's images, under a random name, so it is served as they are."""
     extension = filename.rsplit(".", 1)[-1].lower().replace("jpeg", "jpg")
-    return f"composer/images/{secrets.token_urlsafe(12)}.{extension}"
+    return f"{COMPOSER_IMAGES}{secrets.token_urlsafe(12)}.{extension}"
 
 
 def new_public_id():
