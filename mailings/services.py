@@ -30,7 +30,13 @@ def _transition(mailing, *, allowed, to, **fields):
     """Move `mailing` to status `to` if it is in one of `allowed`; else refuse.
 
     A conditional UPDATE, so two staff pressing buttons at once cannot both win.
+    A journey's email follows its journey (mailings.journeys), never a button of its own.
     """
+    if mailing.kind == Mailing.Kind.JOURNEY:
+        raise MailingRefused(
+            f"“{mailing}” is a journey's email: it sends when supporters reach its step. "
+            "Start, pause or end the journey on its page instead."
+        )
     changed = Mailing.objects.filter(pk=mailing.pk, status__in=allowed).update(
         status=to, updated_at=timezone.now(), **fields
     )

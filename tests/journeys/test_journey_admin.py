@@ -113,3 +113,17 @@ def test_journey_emails_are_not_in_the_newsletter_list(client, campaign_user, we
     page = client.get(reverse("admin:mailings_mailing_changelist")).content.decode()
     assert "R2P update" in page
     assert "Welcome series: email at step 1" not in page
+
+
+def test_a_journey_email_has_no_buttons_of_its_own(live_welcome, campaign_user):
+    """Pausing or cancelling one of a journey's emails is refused: the journey decides."""
+    from mailings import services as mailing_services
+    from mailings.exceptions import MailingRefused
+
+    mailing = Mailing.objects.filter(kind="journey").first()
+    with pytest.raises(MailingRefused, match="is a journey's email"):
+        mailing_services.mailing_pause(mailing=mailing, actor=campaign_user)
+    with pytest.raises(MailingRefused, match="is a journey's email"):
+        mailing_services.mailing_cancel(mailing=mailing, actor=campaign_user)
+    mailing.refresh_from_db()
+    assert mailing.status == Mailing.Status.SENDING
