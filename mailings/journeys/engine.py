@@ -253,18 +253,20 @@ def enrolments_leave(*, enrolments, reason, now=None) -> int:
 def journey_exits(*, journey: Journey, now=None) -> int:
     """Take out whoever stopped being mailable since the last look; return how many left.
 
-    Looks only at supporters whose status, subscriptions or suppression changed
-    since then. A supporter is checked again whenever they are due, and the
-    sending engine checks once more before each email, so nobody who left can
-    be sent a journey email even between looks.
+    Looks only at supporters who withdrew consent (unsubscribed from all email or
+    from a topic, read from the consent records' (action, created_at) index) or
+    whose address was suppressed (bounces and complaints suppress it) since
+    then. Whatever else makes someone unmailable is caught when they are next
+    due, and the sending engine checks once more before each email, so nobody
+    who left can be sent a journey email even between looks.
     """
     now = now or timezone.now()
     since = (journey.exits_checked_until or journey.live_since or now) - OVERLAP
-    changed = (
-        Q(updated_at__gt=since)
-        | Q(pk__in=Subscription.objects.filter(updated_at__gt=since).values("supporter_id"))
-        | Q(email_hash__in=Suppression.objects.filter(created_at__gt=since).values("email_hash"))
-    )
+    withdrawn = ConsentRecord.objects.filter(
+        action=ConsentRecord.Action.WITHDRAWN, created_at__gt=since
+    ).values("supporter_id")
+    suppressed = Suppression.objects.filter(created_at__gt=since).values("email_hash")
+    changed = Q(pk__in=withdrawn) | Q(email_hash__in=suppressed)
     enrolled = Enrolment.objects.active().filter(journey=journey)
     ids = list(
         Supporter.objects.filter(changed)
