@@ -30,11 +30,17 @@ from crm.segments import SegmentRuleError
 from crm.segments import changes_since as segment_changes
 from crm.services import supporter_get
 from mailings import abtests, emails, report_people, reports, services
+from mailings.composer import blocks as composer_blocks
+from mailings.composer import checks
+from mailings.composer import views as composer_views
+from mailings.composer.render import RenderError
+from mailings.composer.widgets import BlocksWidget
 from mailings.exceptions import ListRefused
 from mailings.forms import TestSendForm
-from mailings.models import ABTest, Delivery, Mailing, Variant
+from mailings.models import ABTest, Delivery, EmailTemplate, Mailing, Variant
 
 SEND_PERMISSION = "mailings.send_mailing"
+HTML_PERMISSION = "mailings.edit_html_block"
 # The report's lists name supporters; making a segment of one, or a file, is
 # what the CRM's own segment and export permissions allow. Campaign managers
 # may look at the lists; membership staff (and superusers) may also make
@@ -43,17 +49,47 @@ PEOPLE_PERMISSION = "crm.view_supporter"
 SEGMENT_PERMISSION = "crm.add_segment"
 EXPORT_PERMISSION = "crm.export_supporters"
 PEOPLE_PER_PAGE = 50
+# What can stop a newsletter being shown: a merge field Rally does not know,
+# a block saved before a rule existed, HTML the email layout cannot read.
+PREVIEW_ERRORS = (emails.MergeFieldError, composer_blocks.BlockError, RenderError)
+
+
+def _checks_context(mailing):
+    """Return the accessibility and quality check's problems for the mailing's pages."""
+    problems = checks.check_mailing(mailing)
+    return {"problems": problems, "blocking": any(problem.blocking for problem in problems)}
+
+
+def _as_saved(blocks):
+    """Return `blocks` as clean_blocks would save them, to compare an HTML block with.
+
+    Raw HTML is sanitised on save, so a block stored before that rule would
+    otherwise look changed to staff who may only keep it.
+    """
+    try:
+        return composer_blocks.clean_blocks(list(blocks or ()), allow_html=True)
+    except composer_blocks.BlockError:
+        return list(blocks or ())
+
+
+def _problem_text(error):
+    return getattr(error, "message", None) or "; ".join(getattr(error, "messages", [str(error)]))
 
 
 class MailingForm(forms.ModelForm):
+    # Set by MailingAdmin.get_form from the user's permission.
+    allow_html = False
+
     class Meta:
         model = Mailing
         fields = (
             "name",
             "subject",
             "preheader",
-            "body_html",
+            "template",
+            "blocks",
             "body_text",
+            "in_archive",
             "from_name",
             "from_email",
             "reply_to",
@@ -62,13 +98,38 @@ class MailingForm(forms.ModelForm):
             "exclude_segments",
         )
         widgets = {
-            "body_html": forms.Textarea(attrs={"rows": 18, "class": "vLargeTextField"}),
             "body_text": forms.Textarea(attrs={"rows": 8, "class": "vLargeTextField"}),
         }
+        labels = {"blocks": "Content", "template": "Template (header and footer)"}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and "blocks" in self.fields:
+            # A newsletter written before the composer shows its HTML as one block.
+            self.initial["blocks"] = self.instance.content_blocks()
+
+    def clean_blocks(self):
+        # What was there before: the saved blocks, or those of the template a new
+        # newsletter starts from (an HTML block in it may be kept by anyone).
+        if self.instance.pk:
+            previous = self.instance.content_blocks()
+        else:
+            previous = self.initial.get("blocks") or ()
+        previous = _as_saved(previous)
+        try:
+            blocks = composer_blocks.clean_blocks(
+                self.cleaned_data.get("blocks"), allow_html=self.allow_html, previous=previous
+            )
+            emails.check_merge_fields(*composer_blocks.merge_texts(blocks))
+        except composer_blocks.BlockError as error:
+            raise forms.ValidationError(error.messages) from None
+        except emails.MergeFieldError as error:
+            raise forms.ValidationError(error.message) from None
+        return blocks
 
     def clean(self):
         cleaned = super().clean()
-        for field in ("subject", "preheader", "body_html", "body_text"):
+        for field in ("subject", "preheader", "body_text"):
             try:
                 emails.check_merge_fields(cleaned.get(field) or "")
             except emails.MergeFieldError as error:
@@ -186,14 +247,17 @@ class MailingAdmin(admin.ModelAdmin):
         (
             "Content",
             {
-                "fields": ("subject", "preheader", "body_html", "body_text"),
+                "fields": ("subject", "preheader", "template", "blocks"),
                 "description": (
-                    "The body is placed in the branded email template, with an unsubscribe "
-                    'link in its footer. Merge fields: {{ first_name|default:"friend" }}, '
-                    "{{ last_name }}, {{ full_name }}, {{ postcode }}, {{ unsubscribe_url }}, "
-                    "{{ preferences_url }}."
+                    "Build the newsletter from blocks; it is placed between the template's "
+                    "header and footer, with an unsubscribe link in the footer. Insert names "
+                    "and links with “Insert merge field” on a block."
                 ),
             },
+        ),
+        (
+            "Plain text and web copy",
+            {"fields": ("body_text", "in_archive"), "classes": ("collapse",)},
         ),
         ("Sender", {"fields": ("from_name", "from_email", "reply_to"), "classes": ("collapse",)}),
         (
@@ -284,6 +348,60 @@ class MailingAdmin(admin.ModelAdmin):
             return False
         return super().has_delete_permission(request, obj)
 
+    # -- the composer --
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        allow_html = request.user.has_perm(HTML_PERMISSION)
+        if "blocks" in form.base_fields:
+            form.base_fields["blocks"].widget = BlocksWidget(
+                allow_html=allow_html, upload_url=reverse("admin:mailings_composer_upload")
+            )
+            form.base_fields["blocks"].help_text = ""
+        # modelform_factory made this class for this request alone.
+        form.allow_html = allow_html
+        return form
+
+    def get_fieldsets(self, request, obj=None):
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # Read-only (sent): the content as a link to its preview, not its JSON.
+        swap = {"blocks": "content_summary"}
+        return [
+            (name, {**options, "fields": [swap.get(field, field) for field in options["fields"]]})
+            for name, options in fieldsets
+        ]
+
+    def get_readonly_fields(self, request, obj=None):
+        readonly = super().get_readonly_fields(request, obj)
+        if obj is not None and not self.has_change_permission(request, obj):
+            return (*readonly, "content_summary")
+        return readonly
+
+    @admin.display(description="content")
+    def content_summary(self, mailing):
+        count = len(mailing.content_blocks())
+        return format_html(
+            '{} block{} · <a href="{}">see it as sent, on desktop and phone</a>',
+            count,
+            "" if count == 1 else "s",
+            reverse("admin:mailings_mailing_preview", args=[mailing.pk]),
+        )
+
+    def get_changeform_initial_data(self, request):
+        """A new newsletter starts from the chosen template (?template=<id>) or the default."""
+        initial = super().get_changeform_initial_data(request)
+        chosen = request.GET.get("template", "")
+        template = None
+        if chosen.isdigit():
+            template = EmailTemplate.objects.filter(pk=int(chosen)).first()
+        template = template or EmailTemplate.objects.default()
+        if template is not None:
+            initial["template"] = template.pk
+            initial["blocks"] = list(template.blocks or [])
+        return initial
+
     def save_model(self, request, obj, form, change):
         if change:
             services.mailing_update_check(mailing=obj)
@@ -320,6 +438,26 @@ class MailingAdmin(admin.ModelAdmin):
                 "<int:pk>/preview/",
                 view(preview(self.preview_view)),
                 name="mailings_mailing_preview",
+            ),
+            path(
+                "<int:pk>/preview/frame/",
+                view(self.preview_frame_view),
+                name="mailings_mailing_preview_frame",
+            ),
+            path(
+                "composer/upload/",
+                view(composer_views.image_upload),
+                name="mailings_composer_upload",
+            ),
+            path(
+                "<int:pk>/checks/override/",
+                view(require_POST(self.override_checks_view)),
+                name="mailings_mailing_override_checks",
+            ),
+            path(
+                "<int:pk>/save-as-template/",
+                view(require_POST(self.save_as_template_view)),
+                name="mailings_mailing_save_template",
             ),
             # After a refused test send, the preview page is shown again from here.
             path(
@@ -434,32 +572,34 @@ class MailingAdmin(admin.ModelAdmin):
                 ),
                 progress=None if mailing.is_editable else reports.progress(mailing),
                 ab_test=abtests.summary(mailing),
+                **(_checks_context(mailing) if mailing.is_editable else {}),
+                can_save_template=request.user.has_perm("mailings.add_emailtemplate"),
             )
         return super().change_view(request, object_id, form_url, extra_context)
 
     def preview_view(self, request, pk, test_form=None):
         mailing = self._mailing(request, pk)
-        chosen = _find_supporter(request.GET.get("supporter"))
-        not_found = bool(request.GET.get("supporter")) and chosen is None
-        supporter = chosen or services.sample_supporter()
+        query = request.GET.get("supporter", "")
+        chosen = _find_supporter(query)
+        not_found = bool(query) and chosen is None
         in_audience = None
         if chosen is not None:
             in_audience = mailing.audience().filter(pk=chosen.pk).exists()
         count, warnings = self.audience_summary(mailing)
         rendered = error = None
         try:
-            message = emails.PreparedMailing(mailing).message(
-                supporter, links_for=emails.PREVIEW_LINKS
-            )
+            message = self._preview_message(mailing, chosen)
             rendered = {
                 "subject": message.subject,
-                "html": message.alternatives[0][0],
                 "text": message.body,
                 "from": message.from_email,
                 "headers": message.extra_headers,
             }
-        except emails.MergeFieldError as problem:
-            error = problem.message
+        except PREVIEW_ERRORS as problem:
+            error = _problem_text(problem)
+        frame = reverse("admin:mailings_mailing_preview_frame", args=[mailing.pk])
+        if chosen is not None:
+            frame += "?" + urlencode({"supporter": chosen.pk})
         return TemplateResponse(
             request,
             "admin/mailings/mailing/preview.html",
@@ -468,18 +608,68 @@ class MailingAdmin(admin.ModelAdmin):
                 mailing,
                 title=f"Preview: {mailing}",
                 rendered=rendered,
+                frame_url=frame,
                 error=error,
                 supporter=chosen,
-                supporter_query=request.GET.get("supporter", ""),
+                supporter_query=query,
                 not_found=not_found,
                 in_audience=in_audience,
                 recipient_estimate=count,
                 warnings=warnings,
                 notes=emails.content_notes(mailing),
-                test_form=test_form
-                or TestSendForm(initial={"supporter": request.GET.get("supporter", "")}),
+                **_checks_context(mailing),
+                test_form=test_form or TestSendForm(initial={"supporter": query}),
             ),
         )
+
+    def _preview_message(self, mailing, supporter):
+        """Return the message `supporter` (or a sample) would get, with harmless links."""
+        return emails.PreparedMailing(mailing).message(
+            supporter or services.sample_supporter(), links_for=emails.PREVIEW_LINKS
+        )
+
+    def preview_frame_view(self, request, pk):
+        """The email's HTML as sent, for the preview's desktop and phone frames."""
+        mailing = self._mailing(request, pk)
+        try:
+            message = self._preview_message(mailing, _find_supporter(request.GET.get("supporter")))
+        except PREVIEW_ERRORS as problem:
+            return composer_views.frame_response(
+                format_html("<p>It cannot be shown yet: {}</p>", _problem_text(problem))
+            )
+        return composer_views.frame_response(message.alternatives[0][0])
+
+    def override_checks_view(self, request, pk):
+        """A campaign manager allows sending despite the problems the check blocks on."""
+        mailing = self._mailing(request, pk, send=True)
+        try:
+            services.mailing_override_checks(mailing=mailing, actor=request.user)
+        except services.MailingRefused as error:
+            messages.error(request, error.message)
+        else:
+            messages.warning(
+                request,
+                "Sending is allowed despite the problems listed. Your name is recorded with it.",
+            )
+        return self._back(mailing)
+
+    def save_as_template_view(self, request, pk):
+        """Save the newsletter's blocks, header and footer as a template to start from."""
+        mailing = self._mailing(request, pk)
+        if not request.user.has_perm("mailings.add_emailtemplate"):
+            raise PermissionDenied
+        name = (request.POST.get("name") or "").strip()[:100] or f"From “{mailing.name}”"[:100]
+        template = composer_views.email_template_create_from_mailing(mailing=mailing, name=name)
+        messages.success(
+            request,
+            format_html(
+                "Saved as the template “{}”. Start a newsletter from it with "
+                '<a href="{}">New newsletter from this template</a>.',
+                template.name,
+                reverse("admin:mailings_mailing_add") + f"?template={template.pk}",
+            ),
+        )
+        return self._back(mailing)
 
     def test_send_view(self, request, pk):
         mailing = self._mailing(request, pk, send=True)
@@ -522,6 +712,7 @@ class MailingAdmin(admin.ModelAdmin):
                 title=f"Send “{mailing}” now?",
                 recipient_estimate=count,
                 warnings=warnings,
+                **_checks_context(mailing),
             ),
         )
 
@@ -682,6 +873,105 @@ class MailingAdmin(admin.ModelAdmin):
         response = HttpResponse(exported.content, content_type=exported.content_type)
         response["Content-Disposition"] = f'attachment; filename="{exported.file_name}"'
         return response
+
+
+class EmailTemplateForm(forms.ModelForm):
+    # Set by EmailTemplateAdmin.get_form from the user's permission.
+    allow_html = False
+
+    class Meta:
+        model = EmailTemplate
+        fields = (
+            "name",
+            "is_default",
+            "logo",
+            "logo_alt",
+            "brand_colour",
+            "button_colour",
+            "postal_address",
+            "footer_text",
+            "background_colour",
+            "text_colour",
+            "blocks",
+        )
+        widgets = {
+            field: forms.TextInput(attrs={"type": "color"})
+            for field in ("brand_colour", "button_colour", "background_colour", "text_colour")
+        } | {"postal_address": forms.Textarea(attrs={"rows": 3, "cols": 60})}
+        labels = {"blocks": "Starting content"}
+
+    def _get_validation_exclusions(self):
+        # One default template (a constraint): choosing this one unticks the
+        # old one when saved (EmailTemplateAdmin.save_model), so it is no error.
+        return super()._get_validation_exclusions() | {"is_default"}
+
+    def clean_blocks(self):
+        previous = _as_saved(self.instance.blocks if self.instance.pk else ())
+        try:
+            blocks = composer_blocks.clean_blocks(
+                self.cleaned_data.get("blocks"), allow_html=self.allow_html, previous=previous
+            )
+            emails.check_merge_fields(*composer_blocks.merge_texts(blocks))
+        except composer_blocks.BlockError as error:
+            raise forms.ValidationError(error.messages) from None
+        except emails.MergeFieldError as error:
+            raise forms.ValidationError(error.message) from None
+        return blocks
+
+
+@admin.register(EmailTemplate)
+class EmailTemplateAdmin(admin.ModelAdmin):
+    """The charity's header and footer, set once; newsletters start from a template."""
+
+    form = EmailTemplateForm
+    list_display = ("name", "is_default", "block_count", "start_newsletter")
+    fieldsets = (
+        (None, {"fields": ("name", "is_default")}),
+        ("Header", {"fields": ("logo", "logo_alt", "brand_colour", "button_colour")}),
+        (
+            "Footer and page",
+            {"fields": ("postal_address", "footer_text", "background_colour", "text_colour")},
+        ),
+        (
+            "Starting content",
+            {
+                "fields": ("blocks",),
+                "description": "The blocks a newsletter started from this template begins with.",
+            },
+        ),
+    )
+
+    @admin.display(description="blocks")
+    def block_count(self, template):
+        return len(template.blocks or [])
+
+    @admin.display(description="")
+    def start_newsletter(self, template):
+        return format_html(
+            '<a href="{}">New newsletter from this template</a>',
+            reverse("admin:mailings_mailing_add") + f"?template={template.pk}",
+        )
+
+    def get_form(self, request, obj=None, change=False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        allow_html = request.user.has_perm(HTML_PERMISSION)
+        if "blocks" in form.base_fields:
+            form.base_fields["blocks"].widget = BlocksWidget(
+                allow_html=allow_html, upload_url=reverse("admin:mailings_composer_upload")
+            )
+            form.base_fields["blocks"].help_text = ""
+        # modelform_factory made this class for this request alone.
+        form.allow_html = allow_html
+        return form
+
+    def save_model(self, request, obj, form, change):
+        # One default at a time (a constraint holds it): choosing this one
+        # unsets the other, in the admin's transaction.
+        if obj.is_default:
+            EmailTemplate.objects.filter(is_default=True).exclude(pk=obj.pk).update(
+                is_default=False
+            )
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(Delivery)

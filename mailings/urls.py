@@ -1,6 +1,7 @@
 from django.urls import path
 
 from mailings import home, views
+from mailings.composer import public as newsletters
 
 urlpatterns = [
     path("", home.home, name="home"),
@@ -23,4 +24,8 @@ urlpatterns = [
     path("preferences/<str:token>/my-data/", views.preferences_data, name="preferences-data"),
     path("my-data/<str:token>/", views.data_download, name="data-download"),
     path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
+    # Newsletters on the web: the archive, each one's web copy, composer images.
+    path("newsletters/", newsletters.archive, name="newsletter-archive"),
+    path("newsletters/images/<str:name>", newsletters.image, name="newsletter-image"),
+    path("newsletters/<str:public_id>/", newsletters.web_copy, name="newsletter-web-copy"),
 ]

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_http_methods
 
 from crm.services import ConsentRefused, supporter_export_data
 from mailings import ratelimit, selfservice, tasks, tokens
+from mailings.composer import public as newsletters
 from mailings.exceptions import SignupRefused
 from mailings.forms import LinkRequestForm, PreferencesForm, SignupForm
 from mailings.models import Mailing
@@ -96,6 +97,7 @@ def signup(request):
         "wording": selfservice.wording("signup")[0],
         "interests": list(form.fields["interests"].queryset),
         "chosen": set(form.data.getlist("interests")) if form.is_bound else set(),
+        "has_archive": newsletters.has_archive(),
     }
     if request.method == "POST":
         within_ip_limit = ratelimit.allow_ip(request, "signup")

@@ -1,6 +1,7 @@
 """The mailings admin: compose, check, test-send, send, watch and report, for the right roles."""
 
 import datetime
+import json
 
 import pytest
 from django.core import mail
@@ -36,7 +37,7 @@ def test_campaign_manager_composes_a_mailing(manager, interest):
             "name": "MP letters",
             "subject": "Write to your MP about an atrocity-prevention strategy",
             "preheader": "",
-            "body_html": '<p>Dear {{ first_name|default:"friend" }},</p>',
+            "blocks": json.dumps([{"type": "text", "html": "<p>Dear {{ first_name }},</p>"}]),
             "body_text": "",
             "from_name": "",
             "from_email": "",
@@ -54,7 +55,11 @@ def test_campaign_manager_composes_a_mailing(manager, interest):
 def test_unknown_merge_field_is_a_form_error(manager, interest):
     response = manager.post(
         reverse("admin:mailings_mailing_add"),
-        {"name": "Typo", "subject": "Hi", "body_html": "<p>{{ frist_name }}</p>"},
+        {
+            "name": "Typo",
+            "subject": "Hi",
+            "blocks": '[{"type": "text", "html": "<p>{{ frist_name }}</p>"}]',
+        },
     )
 
     assert response.status_code == 200
@@ -64,7 +69,8 @@ def test_unknown_merge_field_is_a_form_error(manager, interest):
 
 def test_change_page_shows_exact_count_and_warnings(manager, newsletter, subscribers, settings):
     settings.SITE_URL = "http://rally.example.org"
-    newsletter.body_html += '<p><a href="http://example.org/old">old link</a></p>'
+    old_link = '<p><a href="http://example.org/old">old link</a></p>'
+    newsletter.blocks += [{"id": "old", "type": "text", "html": old_link}]
     newsletter.save()
 
     page = manager.get(reverse("admin:mailings_mailing_change", args=[newsletter.pk]))

@@ -25,7 +25,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from crm import services
 from crm.models import AuditEvent, ConsentRecord, Segment, Suppression, Tag
-from mailings.models import Delivery
+from mailings.models import Delivery, EmailTemplate
 from tests.factories import DeliveryFactory, MailingFactory, SegmentFactory, SupporterFactory
 from tests.security.conftest import changed_tables, database_state
 
@@ -62,6 +62,8 @@ MODEL_ACCESS = {
     "crm.importbatch": {SUPERUSER: "vc", MEMBERSHIP: "vc"},
     "mailings.mailing": {SUPERUSER: "vacd", MEMBERSHIP: "v", CAMPAIGN: "vacd"},
     "mailings.delivery": {SUPERUSER: "v", CAMPAIGN: "v"},
+    # The newsletters' header and footer, and templates to start from.
+    "mailings.emailtemplate": {SUPERUSER: "vacd", CAMPAIGN: "vacd"},
     # Integrations (project.api): keys are revoked, never deleted; deliveries are a log.
     "api.apikey": {SUPERUSER: "vac", CAMPAIGN: "vac"},
     "api.webhookendpoint": {SUPERUSER: "vacd", CAMPAIGN: "vac"},
@@ -71,13 +73,13 @@ MODEL_ACCESS = {
     "axes.accesslog": {SUPERUSER: "vcd"},
     "axes.accessfailurelog": {SUPERUSER: "vcd"},
     "otp_totp.totpdevice": {SUPERUSER: "vacd"},
-}
-
     # Action pages: campaign managers write them; everyone reads who signed; a
     # partner's opt-out file is applied (and its receipt read) by membership staff.
     "actions.action": {SUPERUSER: "vacd", MEMBERSHIP: "v", CAMPAIGN: "vacd"},
     "actions.signature": {SUPERUSER: "v", MEMBERSHIP: "v", CAMPAIGN: "v"},
     "crm.partneroptoutfile": {SUPERUSER: "va", MEMBERSHIP: "va"},
+}
+
 # Custom pages: (who may GET, who may POST); POST None for pages that only show
 # or download. GET NOBODY: a POST-only button, refused (403/405) to every GET.
 CUSTOM = {
@@ -105,10 +107,21 @@ CUSTOM = {
     "mailings_mailing_report_segment": (NOBODY, M),
     "mailings_mailing_report_export": (NOBODY, M),
     "mailings_mailing_progress": (EVERY_ROLE, None),
+    # The composer: the preview's frames, image upload, the check's override
+    # (who may send) and saving a newsletter as a template.
+    "mailings_mailing_preview_frame": (EVERY_ROLE, None),
+    "mailings_composer_upload": (NOBODY, C),
+    "mailings_mailing_override_checks": (NOBODY, C),
+    "mailings_mailing_save_template": (NOBODY, C),
     "auth_user_password_change": (SU, SU),
     # Nobody may read a device's secret (OTP_ADMIN_HIDE_SENSITIVE_DATA).
     "otp_totp_totpdevice_config": (NOBODY, None),
     "otp_totp_totpdevice_qrcode": (NOBODY, None),
+    # An action's signatures for its target (names and postcodes), and a segment of
+    # its signers (who may add segments); a partner opt-out receipt's unmatched rows.
+    "actions_action_target_csv": (EVERY_ROLE, None),
+    "actions_action_segment": (M, M),
+    "crm_partneroptoutfile_unmatched": (M, None),
 }
 # /admin/mailings/mailing/<pk>/do/<action>/: POST-only buttons.
 MAILING_BUTTONS = {
@@ -117,11 +130,6 @@ MAILING_BUTTONS = {
     "cancel": C,
     "unschedule": C,
     "resend-unknown": C,
-    # An action's signatures for its target (names and postcodes), and a segment of
-    # its signers (who may add segments); a partner opt-out receipt's unmatched rows.
-    "actions_action_target_csv": (EVERY_ROLE, None),
-    "actions_action_segment": (M, M),
-    "crm_partneroptoutfile_unmatched": (M, None),
     "duplicate": C,
     "no-such-action": NOBODY,
 }
@@ -156,28 +164,29 @@ ACTIONS = {
     "crm.auditevent": {},
     "crm.importbatch": {},
     "mailings.delivery": {},
-    "axes.accessattempt": {SUPERUSER: {"delete_selected", "cleanup_expired_attempts"}},
-    "axes.accesslog": {SUPERUSER: {"delete_selected"}},
-    "axes.accessfailurelog": {SUPERUSER: {"delete_selected"}},
-    "otp_totp.totpdevice": {SUPERUSER: {"delete_selected"}},
-}
-
-STANDARD = {
-    "changelist": ("v", "v"),  # (letter needed to GET, letter needed to POST)
-    "add": ("a", "a"),
-    "change": ("v", "c"),
+    "mailings.emailtemplate": {SUPERUSER: {"delete_selected"}, CAMPAIGN: {"delete_selected"}},
     "api.apikey": {SUPERUSER: {"revoke"}, CAMPAIGN: {"revoke"}},
     "api.webhookendpoint": {
         SUPERUSER: {"delete_selected", "resume", "new_secret"},
         CAMPAIGN: {"resume", "new_secret"},
     },
     "api.webhookdelivery": {},
-    "history": ("v", None),
-    "delete": ("d", "d"),
-}
+    "axes.accessattempt": {SUPERUSER: {"delete_selected", "cleanup_expired_attempts"}},
+    "axes.accesslog": {SUPERUSER: {"delete_selected"}},
+    "axes.accessfailurelog": {SUPERUSER: {"delete_selected"}},
+    "otp_totp.totpdevice": {SUPERUSER: {"delete_selected"}},
     "actions.action": {SUPERUSER: {"delete_selected"}, CAMPAIGN: {"delete_selected"}},
     "actions.signature": {},
     "crm.partneroptoutfile": {},
+}
+
+STANDARD = {
+    "changelist": ("v", "v"),  # (letter needed to GET, letter needed to POST)
+    "add": ("a", "a"),
+    "change": ("v", "c"),
+    "history": ("v", None),
+    "delete": ("d", "d"),
+}
 
 # The POST each refused role tries: what would change something if it were allowed.
 PAYLOADS = {
@@ -244,6 +253,8 @@ def world(
         "crm.importbatch": done,
         "mailings.mailing": newsletter,
         "mailings.delivery": delivery,
+        "mailings.emailtemplate": EmailTemplate.objects.create(name="House style"),
+        **_api_objects(),
         "axes.accessattempt": AccessAttempt.objects.create(
             username="nora", ip_address="192.0.2.1", failures_since_start=1
         ),
@@ -252,18 +263,17 @@ def world(
             username="nora", ip_address="192.0.2.1"
         ),
         "otp_totp.totpdevice": TOTPDevice.objects.create(user=nobody, name="Phone"),
+        **_action_objects(partner),
     }
     assert all(objects.values()), objects
     users = {
         SUPERUSER: superuser,
         MEMBERSHIP: membership_user,
-        **_api_objects(),
         CAMPAIGN: campaign_user,
         STAFF: nobody,
         ANONYMOUS: None,
     }
     return {
-        **_action_objects(partner),
         "objects": objects,
         "users": users,
         "partner": partner,
@@ -275,16 +285,6 @@ def world(
     }
 
 
-def admin_pages(world):
-    """Yield (label, url name, url, GET roles, POST roles) for every admin page."""
-    for model, model_admin in admin.site._registry.items():
-        label = model._meta.label_lower
-        prefix = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
-        obj = world["objects"][label]
-        access = MODEL_ACCESS[label]
-        for pattern in model_admin.get_urls():
-            route = str(pattern.pattern)
-            name = pattern.name
 def _action_objects(partner):
     from crm.services import partner_optouts_apply
     from mailings.actions.models import Action
@@ -298,6 +298,16 @@ def _action_objects(partner):
     }
 
 
+def admin_pages(world):
+    """Yield (label, url name, url, GET roles, POST roles) for every admin page."""
+    for model, model_admin in admin.site._registry.items():
+        label = model._meta.label_lower
+        prefix = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        obj = world["objects"][label]
+        access = MODEL_ACCESS[label]
+        for pattern in model_admin.get_urls():
+            route = str(pattern.pattern)
+            name = pattern.name
             if name is None:  # <path:object_id>/ redirects to the change page
                 kind = "change"
             else:
@@ -441,6 +451,7 @@ ALLOWED_POSTS = [
     ("mailings_mailing_action:duplicate", CAMPAIGN),
     ("mailings_mailing_action:cancel", CAMPAIGN),
     ("auth_user_password_change", SUPERUSER),
+    ("actions_action_segment", MEMBERSHIP),
 ]
 
 
@@ -451,7 +462,6 @@ def test_the_right_role_can_press_the_button(world, page, role, django_capture_o
     before = database_state()
 
     with django_capture_on_commit_callbacks(execute=False):
-    ("actions_action_segment", MEMBERSHIP),
         response = client_for(world, role).post(url, payload)
 
     assert response.status_code in (200, 302)
