@@ -422,8 +422,10 @@ def _mailing_rows():
 
 
 def _mailings_now():
+    # Journey emails send whenever someone reaches their step: the journey list shows them.
     active = Mailing.objects.filter(
-        status__in=[Mailing.Status.SENDING, Mailing.Status.PAUSED, Mailing.Status.SCHEDULED]
+        status__in=[Mailing.Status.SENDING, Mailing.Status.PAUSED, Mailing.Status.SCHEDULED],
+        kind=Mailing.Kind.NEWSLETTER,
     ).order_by(F("scheduled_at").asc(nulls_first=True), "pk")
     return [
         {

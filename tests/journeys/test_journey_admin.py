@@ -127,3 +127,11 @@ def test_a_journey_email_has_no_buttons_of_its_own(live_welcome, campaign_user):
         mailing_services.mailing_cancel(mailing=mailing, actor=campaign_user)
     mailing.refresh_from_db()
     assert mailing.status == Mailing.Status.SENDING
+
+
+def test_the_admin_home_does_not_list_journey_emails_as_sending(live_welcome):
+    """A live journey's emails are always "sending"; the home page's list is of newsletters."""
+    from project import dashboard
+
+    assert Mailing.objects.filter(kind="journey", status="sending").exists()
+    assert dashboard._mailings_now() == []
