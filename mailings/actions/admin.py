@@ -160,6 +160,7 @@ class ActionAdmin(admin.ModelAdmin):
 
     class Media:
         css = {"all": ["actions/admin.css"]}
+
     fieldsets = [
         (None, {"fields": ("kind", "title", "slug", "status", "summary", "target", "blocks")}),
         ("The form", {"fields": ("fields", "goal", "button_label", "thank_you")}),

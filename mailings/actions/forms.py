@@ -7,6 +7,12 @@ from mailings.actions.models import FIELDS
 from mailings.forms import EMAIL_ERRORS
 
 LABELS = {**FIELDS, "phone": "Phone number"}
+
+
+def country_choices():
+    return [("", "Choose…"), *countries]
+
+
 REQUIRED_ERRORS = {
     "first_name": "Enter your first name.",
     "last_name": "Enter your last name.",
@@ -21,7 +27,9 @@ class SignForm(forms.Form):
     first_name = forms.CharField(max_length=100, strip=True)
     last_name = forms.CharField(max_length=100, strip=True)
     postcode = forms.CharField(max_length=16, strip=True)
-    country = forms.ChoiceField(choices=[("", "Choose…"), *countries], required=False)
+    # Checked against the list in clean_country: a ChoiceField would copy all
+    # 250 countries for every form, read or not (a measurable cost per signature).
+    country = forms.CharField(max_length=2, required=False)
     phone = forms.CharField(max_length=32, strip=True, required=False)
     opt_in = forms.BooleanField(required=False)
     partners = forms.MultipleChoiceField(required=False)
@@ -42,6 +50,12 @@ class SignForm(forms.Form):
         self.fields["partners"].choices = [
             (cosponsor.partner.slug, cosponsor.partner.name) for cosponsor in action.cosponsors_list
         ]
+
+    def clean_country(self):
+        code = self.cleaned_data["country"].strip().upper()
+        if code and code not in dict(countries):
+            raise forms.ValidationError("Choose your country from the list.")
+        return code
 
     def clean_postcode(self):
         return " ".join(self.cleaned_data["postcode"].upper().split())

@@ -19,7 +19,15 @@ from django.utils import timezone
 from crm import exports
 from crm import services as crm_services
 from crm.exceptions import RallyError
-from crm.models import ConsentRecord, PartnerConsent, PartnerOrganisation, Segment, Supporter
+from crm.models import (
+    ConsentRecord,
+    PartnerConsent,
+    PartnerOrganisation,
+    Segment,
+    Supporter,
+    Suppression,
+    email_hash,
+)
 from crm.services.partner_consent import partner_consent_current
 from mailings.actions.models import FIELDS, Action, Signature
 from mailings.actions.models import wording_version as version_of
@@ -41,13 +49,23 @@ def action_label(action) -> str:
     return f"action page: {action.slug}"[:200]
 
 
+def _cosponsors(action):
+    """The action's co-sponsors, as the page loaded them if it did (views cache them)."""
+    cosponsors = getattr(action, "cosponsors_list", None)
+    if cosponsors is None:
+        cosponsors = list(action.cosponsors.select_related("partner"))
+    for cosponsor in cosponsors:
+        cosponsor.action = action
+    return cosponsors
+
+
 def action_partner_choices(*, action, partner_opt_ins) -> list[dict]:
     """Return the co-sponsors named in `partner_opt_ins` as recorded choices.
 
     `partner_opt_ins` holds PartnerOrganisation objects, slugs or ids; each
     must co-sponsor `action` (SignatureRejected says which does not).
     """
-    cosponsors = list(action.cosponsors.select_related("partner", "action"))
+    cosponsors = _cosponsors(action)
     keys = {}
     for cosponsor in cosponsors:
         for key in (cosponsor.partner.pk, str(cosponsor.partner.pk), cosponsor.partner.slug):
@@ -78,27 +96,37 @@ def action_partner_choices(*, action, partner_opt_ins) -> list[dict]:
 
 
 def _find_or_create_supporter(*, action, email, details):
+    """Return (supporter, created): the person with `email`, created if new.
+
+    Creating is crm's supporter_create without its full_clean, whose four
+    validation queries cost more than the rest of a signature (docs/
+    performance.md, "Action pages"); the same rules hold: the address is
+    validated and trimmed by action_sign, the details by the form, an erased
+    address is refused, and a duplicate is refused by the database
+    (crm_supporter_email_ci_unique) and answered with the one already there.
+    """
     supporter = crm_services.supporter_get(email)
     if supporter is None:
+        hashed = email_hash(email)
+        if Suppression.objects.filter(
+            email_hash=hashed, reason=Suppression.Reason.ERASURE
+        ).exists():
+            raise SignatureRejected("This address cannot sign.")
         try:
             with transaction.atomic():
-                return crm_services.supporter_create(
-                    email=email, source=SOURCES[action.kind], **details
-                )
+                supporter = Supporter(email=email, source=SOURCES[action.kind], **details)
+                supporter.save()
+                return supporter, True
         except IntegrityError:
             # Another signature with the same address committed first.
             supporter = crm_services.supporter_get(email)
-        except ValidationError as error:
-            if "email" in getattr(error, "error_dict", {}):
-                raise SignatureRejected("This address cannot sign.") from None
-            raise SignatureRejected(" ".join(error.messages)) from None
     if supporter is None or supporter.status == Supporter.Status.ERASED:
         raise SignatureRejected("This address cannot sign.")
     blanks = {
         name: value for name, value in details.items() if value and not getattr(supporter, name)
     }
     supporter_update_details(supporter=supporter, reason=action_label(action), **blanks)
-    return supporter
+    return supporter, False
 
 
 def action_sign(
@@ -162,8 +190,8 @@ def action_sign(
         )
     choices = action_partner_choices(action=action, partner_opt_ins=partner_opt_ins)
     source = (source or "").strip()[:100]
-    source_partner = (
-        action.partners.filter(slug=source).first() if source and action.partners.exists() else None
+    source_partner = next(
+        (c.partner for c in _cosponsors(action) if source and c.partner.slug == source), None
     )
     asked = set(action.asked())
     raw = {
@@ -180,10 +208,22 @@ def action_sign(
     }
     ip = ip if settings.RALLY_RECORD_IP else None
     with transaction.atomic():
-        supporter = _find_or_create_supporter(action=action, email=email, details=details)
-        signature = Signature.objects.filter(action=action, supporter=supporter).first()
+        supporter, new = _find_or_create_supporter(action=action, email=email, details=details)
+        # Someone new cannot have signed yet: one statement fewer for most signers.
+        signature = (
+            None if new else Signature.objects.filter(action=action, supporter=supporter).first()
+        )
         counted = signature is None
-        if counted:
+        if new:
+            signature = Signature.objects.create(
+                action=action,
+                supporter=supporter,
+                source=source,
+                source_partner=source_partner,
+                page_url=page_url[:500],
+                ip_address=ip,
+            )
+        elif counted:
             try:
                 with transaction.atomic():
                     signature = Signature.objects.create(

@@ -4,12 +4,16 @@ made to be framed by co-sponsors' sites) and /act/confirm/<token>/ (the link
 that confirms the opt-ins made when signing). See docs/actions.md.
 
 A page is read far more often than it is signed, in bursts when a partner
-mails its list: its body and its count are served from the cache for
-RALLY_ACTION_CACHE_SECONDS, so an edit or a signature shows within seconds
-and a burst of readers costs one render.
+mails its list: each web process keeps the action, its rendered page and its
+count in memory for RALLY_ACTION_CACHE_SECONDS, so an edit or a signature
+shows within seconds, a burst of readers costs one render per process, and a
+read costs no round trip to the database or to Redis (docs/performance.md,
+"Action pages").
 """
 
 import re
+import threading
+import time
 from urllib.parse import quote
 
 from django.conf import settings
@@ -26,7 +30,7 @@ from markupsafe import Markup
 
 from mailings import ratelimit
 from mailings.actions import services, tokens
-from mailings.actions.forms import LABELS, SignForm
+from mailings.actions.forms import LABELS, SignForm, country_choices
 from mailings.actions.models import Action, Signature, wording_version
 
 # As the /join/ pages: no scripts, fonts or anything else from elsewhere.
@@ -45,10 +49,42 @@ def _respond(request, template, context, *, status=200, frame_ancestors="'none'"
     return response
 
 
+class _Memo:
+    """What this process read lately, each kept for RALLY_ACTION_CACHE_SECONDS.
+
+    Per process, not shared: a handful of entries per action (its page per
+    ?source=), bounded so made-up sources cannot fill memory.
+    """
+
+    LIMIT = 1_000
+
+    def __init__(self):
+        self.entries = {}
+        self.lock = threading.Lock()
+
+    def get(self, key):
+        entry = self.entries.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def set(self, key, value):
+        with self.lock:
+            if len(self.entries) >= self.LIMIT:
+                self.entries.clear()
+            self.entries[key] = (time.monotonic() + settings.RALLY_ACTION_CACHE_SECONDS, value)
+
+    def clear(self):
+        self.entries.clear()
+
+
+memo = _Memo()
+
+
 def _action(slug) -> Action:
-    """Return the published action at `slug`, with its co-sponsors, from the cache if there."""
+    """Return the published action at `slug`, with its co-sponsors (kept a few seconds)."""
     key = f"actions:action:{slug}"
-    action = cache.get(key)
+    action = memo.get(key)
     if action is None:
         action = (
             Action.objects.published()
@@ -60,20 +96,24 @@ def _action(slug) -> Action:
             raise Http404("No such action.")
         action.cosponsors_list = list(action.cosponsors.all())
         action.interests_list = list(action.interests.all())
-        cache.set(key, action, settings.RALLY_ACTION_CACHE_SECONDS)
+        memo.set(key, action)
     return action
 
 
 def signature_count(action) -> int:
     """Return how many have signed, counted at most once per RALLY_ACTION_CACHE_SECONDS.
 
-    Counting rows (not a counter column) keeps signers from queueing on one row.
+    Counting rows (not a counter column) keeps signers from queueing on one
+    row; the count is shared through the cache, so processes agree.
     """
     key = f"actions:count:{action.pk}"
-    count = cache.get(key)
+    count = memo.get(key)
     if count is None:
-        count = Signature.objects.filter(action=action).count()
-        cache.set(key, count, settings.RALLY_ACTION_CACHE_SECONDS)
+        count = cache.get(key)
+        if count is None:
+            count = Signature.objects.filter(action=action).count()
+            cache.set(key, count, settings.RALLY_ACTION_CACHE_SECONDS)
+        memo.set(key, count)
     return count
 
 
@@ -112,6 +152,7 @@ def _context(request, action, *, form, embed, source):
         "text": _text(action),
         "form": form,
         "labels": LABELS,
+        "country_choices": country_choices() if "country" in action.asked() else [],
         "asked": action.asked(),
         "count": count,
         "goal": action.goal,
@@ -130,7 +171,7 @@ def _context(request, action, *, form, embed, source):
 def _show(request, action, *, embed, source):
     """The page with an empty form: one render per slug, source and cache period."""
     key = f"actions:page:{action.slug}:{int(embed)}:{source}"
-    body = cache.get(key)
+    body = memo.get(key)
     if body is None:
         form = SignForm(action=action, initial={"source": source})
         context = _context(request, action, form=form, embed=embed, source=source)
@@ -140,7 +181,7 @@ def _show(request, action, *, embed, source):
             request=request,
             using="jinja2",
         )
-        cache.set(key, body, settings.RALLY_ACTION_CACHE_SECONDS)
+        memo.set(key, body)
     response = HttpResponse(body)
     frame_ancestors = _frame_ancestors(action) if embed else "'none'"
     response["Content-Security-Policy"] = CSP.format(frame_ancestors=frame_ancestors)

@@ -6,7 +6,13 @@ from tests import factories
 
 @pytest.fixture(autouse=True)
 def _actions_cache(fresh_cache):
-    """Each test counts signatures and rate limits in a cache of its own."""
+    """Each test counts signatures and rate limits in a cache of its own, and starts
+    with nothing kept in memory by the pages."""
+    from mailings.actions.views import memo
+
+    memo.clear()
+    yield
+    memo.clear()
 
 
 @pytest.fixture

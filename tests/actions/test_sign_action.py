@@ -142,3 +142,28 @@ def test_an_existing_supporter_keeps_their_details(petition, supporter):
     supporter.refresh_from_db()
     assert supporter.first_name == "Alice"
     assert supporter.postcode == "SW1A 1AA"
+
+
+def test_an_erased_address_cannot_sign_and_is_not_added_again(petition, supporter):
+    """Whoever asked to be forgotten is not recreated by a signature in their name."""
+    from crm.services import supporter_erase
+
+    supporter_erase(supporter=supporter)
+    with pytest.raises(services.SignatureRejected, match="cannot sign"):
+        services.action_sign(action=petition, email="Alice@example.org")
+    assert not Signature.objects.exists()
+    assert Supporter.objects.count() == 1
+
+
+def test_country_and_phone_are_kept_only_when_the_action_asks(petition):
+    """Fields the action does not ask are dropped, whatever is posted."""
+    signature = services.action_sign(
+        action=petition, email="nadia@example.org", country="fr", phone="07700 900123"
+    )
+    assert (signature.supporter.country.code, signature.supporter.phone) == ("GB", "")
+    petition.fields = ["first_name", "country", "phone"]
+    petition.save()
+    signature = services.action_sign(
+        action=petition, email="omar@example.org", country="fr", phone="07700 900123"
+    )
+    assert (signature.supporter.country.code, signature.supporter.phone) == ("FR", "07700 900123")

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from django.core import mail
-from django.core.cache import cache
 
 from crm.models import ConsentRecord, PartnerConsent, Subscription
 from mailings.actions.models import Action, ActionPartner, Signature
+from mailings.actions.views import memo
 from tests import factories
 
 pytestmark = [
@@ -32,6 +32,13 @@ TEXT = [
     {"id": "t2", "type": "text", "html": "<p>Ask the Foreign Secretary to press for the "
      "protection of civilians now.</p>"},
 ]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _nothing_kept_from_other_tests():
+    memo.clear()
+    yield
+    memo.clear()
 
 
 @pytest.fixture
@@ -167,7 +174,7 @@ def test_embed_is_framed_by_a_listed_cosponsor_and_signs_inside_the_frame(
         unlisted.close()
 
         ActionPartner.objects.filter(partner__slug="aegis").update(embed_origins=origin)
-        cache.clear()
+        memo.clear()
         listed = chromium.new_context()
         listed.set_default_timeout(10_000)
         page = listed.new_page()
