@@ -121,22 +121,21 @@ def deliveries_assign_variants(*, mailing: Mailing, now=None) -> dict:
     groups = {variant.pk: [] for variant in variants}
     for rank, (delivery_id, _) in enumerate(rows[:in_test]):
         groups[variants[rank % len(variants)].pk].append(delivery_id)
-    held = [delivery_id for delivery_id, _ in rows[in_test:]]
     for variant_id, ids in groups.items():
         for start in range(0, len(ids), UPDATE_CHUNK):
             Delivery.objects.filter(pk__in=ids[start : start + UPDATE_CHUNK]).update(
                 variant_id=variant_id, in_ab_test=True
             )
-    for start in range(0, len(held), UPDATE_CHUNK):
-        Delivery.objects.filter(pk__in=held[start : start + UPDATE_CHUNK]).update(
-            status=Delivery.Status.HELD
-        )
+    # Everyone not dealt a variant waits: one statement, however large the rest.
+    held = Delivery.objects.filter(
+        mailing=mailing, status=Delivery.Status.QUEUED, variant=None
+    ).update(status=Delivery.Status.HELD)
     now = now or timezone.now()
     ABTest.objects.filter(pk=test.pk).update(
         ends_at=now + datetime.timedelta(hours=test.test_hours)
     )
     counts = {variant.label: len(groups[variant.pk]) for variant in variants}
-    counts["held"] = len(held)
+    counts["held"] = held
     logger.info("Mailing %s: A/B test assigned %s", mailing.pk, counts)
     return counts
 
