@@ -762,7 +762,10 @@ class MailingAdmin(admin.ModelAdmin):
             )
             return self._back(mailing)
         if action == "choose-winner":
-            variant = get_object_or_404(Variant, pk=request.POST.get("variant"), mailing=mailing)
+            chosen = request.POST.get("variant", "")
+            if not chosen.isdigit():
+                raise PermissionDenied
+            variant = get_object_or_404(Variant, pk=int(chosen), mailing=mailing)
             try:
                 abtests.abtest_choose_winner(mailing=mailing, variant=variant, actor=request.user)
             except services.MailingRefused as error:

@@ -88,6 +88,20 @@ def test_membership_staff_cannot_choose_a_winner(
     assert Delivery.objects.filter(mailing=tested, status=Delivery.Status.HELD).count() == 20
 
 
+def test_a_variant_that_is_not_this_mailings_is_refused(
+    client, campaign_user, tested, readers, interest, django_capture_on_commit_callbacks
+):
+    from tests.abtests.conftest import ab_mailing
+
+    start(tested, campaign_user, django_capture_on_commit_callbacks)
+    other = ab_mailing(interest).variants.first()
+    client.force_login(campaign_user)
+    url = reverse("admin:mailings_mailing_action", args=[tested.pk, "choose-winner"])
+    assert client.post(url, {"variant": other.pk}).status_code == 404
+    assert client.post(url, {"variant": "B"}).status_code == 403
+    assert Delivery.objects.filter(mailing=tested, status=Delivery.Status.HELD).count() == 20
+
+
 def test_report_shows_each_variant_and_how_sure_the_result_is(
     client, campaign_user, tested, readers, django_capture_on_commit_callbacks, postmark_esp
 ):
