@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
-from simple_history.utils import bulk_create_with_history, bulk_update_with_history
 
 from crm import services
+from crm.imports.columns import NEW_DEFAULTS, PERSON_FIELDS
 from crm.imports.plan import SKIP_STATUS_REASONS, SUPPRESSION_REASONS
+from crm.imports.writers import _writer
 from crm.models import (
     AuditEvent,
     CampaignInterest,
@@ -33,7 +34,7 @@ from crm.models import (
 )
 from project.api.exceptions import ApiInputError
 
-FIELDS = ("first_name", "last_name", "postcode", "country", "phone", "organisation")
+FIELDS = PERSON_FIELDS
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Outcome:
     reason: str = ""
     subscribed: list = field(default_factory=list)
     not_subscribed: dict = field(default_factory=dict)
+    values: tuple = ()  # a new supporter's row for the writer
 
 
 def _evidence(consent, key):
@@ -94,12 +96,10 @@ def supporters_upsert(*, rows, key) -> list[Outcome]:
     outcomes = [Outcome(index=index) for index in range(len(rows))]
     with transaction.atomic():
         # Lock the existing supporters first, in id order, as every consent change does.
+        # Whole rows: their history records every field.
         existing = {
             normalize_email(supporter.email): supporter
-            for supporter in Supporter.objects.with_emails(keys)
-            .select_for_update()
-            .order_by("pk")
-            .only("pk", "email", "status", *FIELDS)
+            for supporter in Supporter.objects.with_emails(keys).select_for_update().order_by("pk")
         }
         suppressed = dict(
             Suppression.objects.filter(email_hash__in=hashes).values_list("email_hash", "reason")
@@ -119,48 +119,45 @@ def supporters_upsert(*, rows, key) -> list[Outcome]:
                 reason = suppressed[hashes[index]]
                 outcome.reason = SUPPRESSION_REASONS.get(reason, "on the suppression list")
             elif found is None:
-                supporter = Supporter(
-                    email=row.email,
-                    email_hash=hashes[index],
-                    source=Supporter.Source.OTHER,
-                    partner=key.partner,
-                    created_at=now,
-                    updated_at=now,
-                    **values,
-                )
-                new.append((index, supporter))
+                new.append(index)
                 outcome.outcome = "created"
+                values = NEW_DEFAULTS | values
+                outcome.values = (
+                    row.email,
+                    hashes[index],
+                    *(values[name] for name in FIELDS),
+                    key.partner_id,
+                )
             else:
                 fills = {name: value for name, value in values.items() if not getattr(found, name)}
-                for name, value in fills.items():
-                    setattr(found, name, value)
                 if fills:
-                    found.updated_at = now
-                    changed.append((found, tuple(sorted(fills))))
+                    changed.append((found.pk, fills))
                 outcome.id = found.pk
                 outcome.outcome = "updated" if fills else "unchanged"
             if outcome.outcome != "skipped" and row.interests:
                 takers[index] = row
 
-        created = bulk_create_with_history(
-            [supporter for _, supporter in new],
-            Supporter,
-            default_change_reason="API",
-            default_date=now,
-        )
-        for (index, _), supporter in zip(new, created, strict=True):
-            outcomes[index].id = supporter.pk
-        by_fields = defaultdict(list)
-        for supporter, names in changed:
-            by_fields[names].append(supporter)
-        for names, group in by_fields.items():
-            bulk_update_with_history(
-                group,
-                Supporter,
-                [*names, "updated_at"],
-                default_change_reason="API",
-                default_date=now,
-            )
+        # The import's writers: COPY and set-based SQL on PostgreSQL, the ORM elsewhere,
+        # with each supporter's history.
+        writer = _writer()
+        history = {"now": now, "reason": f"API key {key.prefix}", "actor_id": None}
+        if new:
+            fixed = {
+                "source": Supporter.Source.OTHER,
+                "status": Supporter.Status.ACTIVE,
+                "import_batch_id": None,
+                "notes": "",
+                "link_version": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+            ids = writer.insert_supporters([outcomes[i].values for i in new], fixed=fixed)
+            writer.write_history(ids, kind="+", **history)
+            for index, pk in zip(new, ids, strict=True):
+                outcomes[index].id = pk
+        if changed:
+            writer.update_supporters(changed, now=now)
+            writer.write_history([pk for pk, _ in changed], kind="~", **history)
 
         _subscribe(takers, outcomes, interests, key)
         counts = outcome_counts(outcomes)

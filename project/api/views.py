@@ -197,7 +197,7 @@ def _supporter_out(supporter, key):
 
 def _for_client(outcome, key):
     """Return `outcome` as the client may see it: a partner's key is not told who we hold."""
-    data = vars(outcome).copy()
+    data = {name: value for name, value in vars(outcome).items() if name != "values"}
     if key.partner_id and data["outcome"] != "skipped":
         data.update(outcome="accepted", id=None)
     if key.partner_id and data["outcome"] == "skipped":
