@@ -233,13 +233,30 @@ def main():
         )
         # Warm every worker (templates, connections) before measuring.
         run_phase(argparse.Namespace(**{**vars(args), "seconds": 2}), "warm", page_request, b"")
+        database = os.environ["DATABASE_URL"].rsplit("/", 1)[-1]
         busy0, total0 = load_bench.machine_busy()
+        cpu0 = load_bench.cpu_by_group(processes, database)
         stats, elapsed = run_phase(args, "page", page_request, b"Sign the petition")
         page_rate = report("page", stats, elapsed)
+        cpu1 = load_bench.cpu_by_group(processes, database)
         busy1, total1 = load_bench.machine_busy()
         stats, elapsed = run_phase(args, "sign", sign_request_maker(os.getpid()), b"Thank you")
         sign_rate = report("sign", stats, elapsed)
+        cpu2 = load_bench.cpu_by_group(processes, database)
         busy2, total2 = load_bench.machine_busy()
+        # What a request costs the server, whatever else shares the machine: the
+        # rate two cores of its own would carry is 2,000 ms / this.
+        for name, before, after, rate in (
+            ("page", cpu0, cpu1, page_rate),
+            ("sign", cpu1, cpu2, sign_rate),
+        ):
+            served = rate * args.seconds
+            web = (after["web"] - before["web"]) / served * 1000
+            pg = (after["postgresql"] - before["postgresql"]) / served * 1000
+            print(
+                f"{name}: server CPU per request {web + pg:.2f} ms (gunicorn {web:.2f}, "
+                f"PostgreSQL {pg:.2f}): about {2000 / (web + pg):,.0f}/s on two free cores"
+            )
         print(
             f"machine busy: {100 * (busy1 - busy0) / (total1 - total0):.0f}% during the page "
             f"phase, {100 * (busy2 - busy1) / (total2 - total1):.0f}% while signing"

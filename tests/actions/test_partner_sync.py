@@ -153,3 +153,25 @@ def test_opt_outs_from_the_api_are_rows_and_a_repeat_changes_nothing(petition, a
     assert PartnerOptOutFile.objects.count() == 2
     with pytest.raises(ValueError, match="Give the partner's opt-out file or its rows"):
         partner_optouts_apply(partner=aegis)
+
+
+def test_erasure_removes_partner_opt_ins_and_where_they_signed(petition, aegis, settings):
+    """Erasing a supporter deletes their partner opt-ins and blanks their signatures' details;
+    their data export lists both beforehand."""
+    from crm.services import supporter_erase, supporter_export_data
+
+    settings.RALLY_RECORD_IP = True
+    signature = sign(
+        petition, "nadia@example.org", partner_opt_ins=["aegis"], ip="203.0.113.9",
+        page_url="https://rally.example.org/act/el-fasher/",
+    )  # fmt: skip
+    data = supporter_export_data(supporter=signature.supporter)
+    assert data["actions_signed"][0]["action"] == "Protect civilians in El Fasher"
+    assert data["partner_opt_ins"][0]["partner"] == "Aegis Trust"
+
+    supporter_erase(supporter=signature.supporter)
+
+    assert not PartnerConsent.objects.exists()
+    signature.refresh_from_db()
+    assert (signature.ip_address, signature.page_url, signature.partner_choices) == (None, "", [])
+    assert "nadia@example.org" not in sync_rows(aegis)
