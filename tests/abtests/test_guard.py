@@ -8,7 +8,7 @@ from django.test import override_settings
 from mailings import guard, sending, services
 from mailings.models import Delivery, Mailing
 from tests.abtests.conftest import drain, make_readers, post_bounces, sent_deliveries, start
-from tests.factories import MailingFactory
+from tests.factories import MailingFactory, SupporterFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -149,3 +149,26 @@ def test_thresholds(sent, bounced, complained, recipients, tripped):
 def test_a_threshold_of_zero_turns_the_check_off():
     with override_settings(RALLY_GUARD_BOUNCE_PERCENT=0):
         assert guard.judge(sent=100, bounced=100, complained=0, recipients=100) == ("", "")
+
+
+def test_a_journey_email_is_guarded_like_a_newsletter(client, interest, campaign_user, settings):
+    """A journey's email sends through the same engine: its bounces pause that email alone."""
+    from mailings.journeys import services as journey_services
+    from tests.journeys.conftest import build_journey, email, sign_up, tick_and_send
+
+    settings.RALLY_GUARD_WINDOW = 20
+    journey = build_journey([interest], [email("Welcome to the campaign")])
+    journey_services.journey_start(journey=journey, actor=campaign_user)
+    for number in range(30):
+        sign_up(SupporterFactory(email=f"joiner{number}@example.org"), interest)
+    tick_and_send()
+    welcome = Mailing.objects.get(kind=Mailing.Kind.JOURNEY)
+    assert len(sent_deliveries(welcome)) == 30
+
+    post_bounces(client, sent_deliveries(welcome)[:3])
+    assert drain(welcome) == "stopped"
+
+    welcome.refresh_from_db()
+    assert welcome.status == Mailing.Status.PAUSED
+    assert welcome.guard_tripped == "bounces"
+    assert "3 of the 30 messages sent hard bounced (10.0%; the limit is 5%)" in welcome.last_error
