@@ -14,3 +14,4 @@ class ActionsConfig(AppConfig):
 
         extensions.register_erasure(hooks.erase_signatures)
         extensions.register_data_export(hooks.export_signatures)
+        extensions.register_timeline(hooks.timeline)

@@ -140,3 +140,20 @@ def test_staff_apply_a_partner_opt_out_file_and_download_its_receipt(
         ["Row", "As sent", "Problem"],
         ["2", "'=ghost@example.org", "No supporter has this address"],
     ]
+
+
+def test_supporter_timeline_shows_signatures_and_partner_opt_ins(
+    client, membership_user, petition, settings
+):
+    """A supporter's page says which action they signed, through whom, and whom they opted in to."""
+    settings.RALLY_ACTIONS_DOUBLE_OPT_IN = False
+    signature = services.action_sign(
+        action=petition,
+        email="nadia@example.org",
+        source="aegis",
+        partner_opt_ins=["aegis"],
+    )
+    client.force_login(membership_user)
+    page = client.get(f"/admin/crm/supporter/{signature.supporter_id}/change/").content.decode()
+    assert "Signed “Protect civilians in El Fasher”, through Aegis Trust" in page
+    assert "Opted in to hear from Aegis Trust (shared: email address, first name" in page
