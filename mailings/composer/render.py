@@ -12,8 +12,10 @@ untouched: mailings.emails compiles the result once per mailing and fills the
 fields in per recipient.
 """
 
+import copy
 import functools
 import html
+import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
@@ -55,9 +57,24 @@ def absolute(url):
     return url
 
 
+COLOURS = ("brand_colour", "button_colour", "background_colour", "text_colour")
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
 def template_or_default(template=None):
-    """Return `template`, else the default EmailTemplate, else one with the built-in colours."""
-    return template or EmailTemplate.objects.default() or EmailTemplate(name=settings.SITE_NAME)
+    """Return `template`, else the default EmailTemplate, else one with the built-in colours.
+
+    A colour that is not "#rrggbb" (a row written without the form's validation)
+    is replaced by the built-in one on a copy, as the colours go into the email's
+    markup and into the contrast check's arithmetic.
+    """
+    template = template or EmailTemplate.objects.default() or EmailTemplate(name=settings.SITE_NAME)
+    wrong = [name for name in COLOURS if not _HEX.match(getattr(template, name) or "")]
+    if wrong:
+        template = copy.copy(template)
+        for name in wrong:
+            setattr(template, name, EmailTemplate._meta.get_field(name).default)
+    return template
 
 
 # -- styling rich text ------------------------------------------------------------------

@@ -178,3 +178,12 @@ def test_web_html_escapes_supporter_facing_text():
     html = render.blocks_to_web_html([{"type": "heading", "level": 2, "text": "<b>Sudan</b>"}])
 
     assert html == '<h2 class="composer-heading">&lt;b&gt;Sudan&lt;/b&gt;</h2>'
+
+
+def test_a_colour_that_is_not_hex_falls_back_to_the_built_in_one(interest):
+    template = EmailTemplate.objects.create(name="Odd", brand_colour='red" onload="x')
+
+    html = render.render_mailing(MailingFactory(template=template, interests=[interest])).html
+
+    assert "onload" not in html
+    assert "#0d3b4f" in html  # the built-in brand colour
