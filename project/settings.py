@@ -300,6 +300,17 @@ CELERY_BEAT_SCHEDULE = {
     },
     # -- actions and partner sync (beat entries) --
     # -- API and outbound webhooks (beat entries) --
+    # Turns new consent records and audit events into webhook deliveries
+    # (project.api.webhooks.webhooks_fan_out), then queues those due.
+    "api-webhooks-fan-out": {
+        "task": "project.api.tasks.webhooks_fan_out",
+        "schedule": env.float("RALLY_WEBHOOK_OUTBOX_SECONDS", default=10.0),
+    },
+    # Queues again deliveries whose retry time has come, or whose worker died.
+    "api-webhooks-requeue": {
+        "task": "project.api.tasks.webhooks_requeue",
+        "schedule": env.float("RALLY_WEBHOOK_OUTBOX_SECONDS", default=10.0) * 3,
+    },
 }
 CELERY_TASK_ROUTES = {
     "mailings.tasks.send_mailing_batches": {"queue": "sending"},
@@ -313,17 +324,6 @@ CELERY_TASK_ROUTES = {
 CELERY_IMPORTS = ["project.health", "project.tasks"]
 CELERY_TIMEZONE = TIME_ZONE
 
-    # Turns new consent records and audit events into webhook deliveries
-    # (project.api.webhooks.webhooks_fan_out), then queues those due.
-    "api-webhooks-fan-out": {
-        "task": "project.api.tasks.webhooks_fan_out",
-        "schedule": env.float("RALLY_WEBHOOK_OUTBOX_SECONDS", default=10.0),
-    },
-    # Queues again deliveries whose retry time has come, or whose worker died.
-    "api-webhooks-requeue": {
-        "task": "project.api.tasks.webhooks_requeue",
-        "schedule": env.float("RALLY_WEBHOOK_OUTBOX_SECONDS", default=10.0) * 3,
-    },
 # Email. ESP settings come from the environment: EMAIL_BACKEND names an Anymail
 # backend and every ANYMAIL_<NAME> variable becomes ANYMAIL["<NAME>"]. With none
 # set, mail goes to the local mail sink (python -m mailsink), which speaks
@@ -591,20 +591,6 @@ RALLY_GUARD_CHECK_SECONDS = env.float("RALLY_GUARD_CHECK_SECONDS", default=5.0)
 RALLY_AB_CHECK_SECONDS = env.float("RALLY_AB_CHECK_SECONDS", default=60.0)
 
 # -- actions and partner sync (settings) --
-
-# -- API and outbound webhooks (settings) --
-# Calls each API key may make, as "count/period" with period s, m, h or d (docs/api.md).
-RALLY_API_RATE_LIMIT = env.str("RALLY_API_RATE_LIMIT", default="120/m")
-# Outbound webhooks (docs/api.md): seconds to wait for an endpoint's answer,
-# hours to keep retrying a delivery, and failed attempts in a row after which
-# the endpoint is paused and staff are told.
-RALLY_WEBHOOK_TIMEOUT = env.float("RALLY_WEBHOOK_TIMEOUT", default=5.0)
-RALLY_WEBHOOK_RETRY_HOURS = env.float("RALLY_WEBHOOK_RETRY_HOURS", default=24.0)
-RALLY_WEBHOOK_PAUSE_AFTER = env.int("RALLY_WEBHOOK_PAUSE_AFTER", default=20)
-# Let webhooks reach loopback, private and link-local addresses: only for a
-# receiver on the same machine or network in development. Off, Rally refuses
-# them, so an endpoint URL cannot be used to probe the internal network.
-RALLY_WEBHOOK_ALLOW_PRIVATE = env.bool("RALLY_WEBHOOK_ALLOW_PRIVATE", default=False)
 # Action pages (/act/<slug>/, docs/actions.md). The box to hear from the charity,
 # unless an action words its own; the recorded version is a hash of the text.
 RALLY_ACTION_OPT_IN_WORDING = env.str(
@@ -620,3 +606,17 @@ RALLY_ACTIONS_DOUBLE_OPT_IN = env.bool("RALLY_ACTIONS_DOUBLE_OPT_IN", default=Tr
 RALLY_ACTION_RATE_LIMIT_PER_IP = env.str("RALLY_ACTION_RATE_LIMIT_PER_IP", default="300/h")
 # Seconds an action page's body and its count are served from the cache.
 RALLY_ACTION_CACHE_SECONDS = env.int("RALLY_ACTION_CACHE_SECONDS", default=10)
+
+# -- API and outbound webhooks (settings) --
+# Calls each API key may make, as "count/period" with period s, m, h or d (docs/api.md).
+RALLY_API_RATE_LIMIT = env.str("RALLY_API_RATE_LIMIT", default="120/m")
+# Outbound webhooks (docs/api.md): seconds to wait for an endpoint's answer,
+# hours to keep retrying a delivery, and failed attempts in a row after which
+# the endpoint is paused and staff are told.
+RALLY_WEBHOOK_TIMEOUT = env.float("RALLY_WEBHOOK_TIMEOUT", default=5.0)
+RALLY_WEBHOOK_RETRY_HOURS = env.float("RALLY_WEBHOOK_RETRY_HOURS", default=24.0)
+RALLY_WEBHOOK_PAUSE_AFTER = env.int("RALLY_WEBHOOK_PAUSE_AFTER", default=20)
+# Let webhooks reach loopback, private and link-local addresses: only for a
+# receiver on the same machine or network in development. Off, Rally refuses
+# them, so an endpoint URL cannot be used to probe the internal network.
+RALLY_WEBHOOK_ALLOW_PRIVATE = env.bool("RALLY_WEBHOOK_ALLOW_PRIVATE", default=False)
