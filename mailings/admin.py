@@ -900,7 +900,10 @@ class EmailTemplateForm(forms.ModelForm):
         widgets = {
             field: forms.TextInput(attrs={"type": "color"})
             for field in ("brand_colour", "button_colour", "background_colour", "text_colour")
-        } | {"postal_address": forms.Textarea(attrs={"rows": 3, "cols": 60})}
+        } | {
+            "postal_address": forms.Textarea(attrs={"rows": 3, "cols": 60}),
+            "footer_text": forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        }
         labels = {"blocks": "Starting content"}
 
     def _get_validation_exclusions(self):

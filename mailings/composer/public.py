@@ -80,14 +80,18 @@ def web_copy(request, public_id):
     mailing = get_object_or_404(
         Mailing.objects.exclude(status=Mailing.Status.CANCELLED), public_id=public_id
     )
+    blocks = mailing.content_blocks()
+    first = blocks[0] if blocks else {}
     return _page(
         request,
         "newsletter.html",
         {
+            # A newsletter that opens with a large heading has its own title.
+            "title_in_body": first.get("type") == "heading" and first.get("level") == 1,
             "mailing": mailing,
             "subject": _as_read(mailing.subject),
             "sent_on": _day(mailing.finished_at or mailing.started_at),
-            "body": composer_render.blocks_to_web_html(mailing.content_blocks()),
+            "body": composer_render.blocks_to_web_html(blocks),
             "in_archive": mailing.in_archive and mailing.status == Mailing.Status.SENT,
         },
     )

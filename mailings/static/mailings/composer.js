@@ -13,6 +13,7 @@ import {
   Document,
   Dropcursor,
   Editor,
+  Extension,
   Gapcursor,
   HardBreak,
   History,
@@ -22,6 +23,8 @@ import {
   Menu,
   OrderedList,
   Paragraph,
+  Plugin,
+  pm,
   Text,
 } from "../django_prose_editor/editor.js"
 
@@ -62,6 +65,39 @@ function emptyHtml(html) {
 }
 
 let fieldCount = 0
+
+// Merge fields in rich text are shown as labelled pills (the text itself stays
+// as the sending engine reads it).
+const TOKEN = /\{\{\s*([a-z_]+)\s*(?:\|\s*default\s*:\s*"([^"]*)"\s*)?\}\}/g
+const MergeTokens = Extension.create({
+  name: "mergeTokens",
+  addProseMirrorPlugins() {
+    return [
+      new Plugin({
+        props: {
+          decorations(state) {
+            const found = []
+            state.doc.descendants((node, position) => {
+              if (!node.isText) return
+              for (const match of node.text.matchAll(TOKEN)) {
+                const start = position + match.index
+                const what = match[1].replaceAll("_", " ")
+                const title = match[2] ? `${what}, or “${match[2]}” if unknown` : what
+                found.push(
+                  pm.view.Decoration.inline(start, start + match[0].length, {
+                    class: "rc-token",
+                    title: `Merge field: ${title}`,
+                  }),
+                )
+              }
+            })
+            return pm.view.DecorationSet.create(state.doc, found)
+          },
+        },
+      }),
+    ]
+  },
+})
 
 // A labelled field; `input` is the control, `hint` optional help beneath.
 function field(label, input, hint) {
@@ -144,6 +180,7 @@ class Block {
         Dropcursor,
         Gapcursor,
         Menu,
+        MergeTokens,
       ],
       content: value || "",
       editorProps: { attributes: { "aria-labelledby": labelId, role: "textbox", "aria-multiline": "true" } },
