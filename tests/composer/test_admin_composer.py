@@ -175,3 +175,21 @@ def test_a_second_default_template_replaces_the_first(admin_client):
     old.refresh_from_db()
     assert old.is_default is False
     assert EmailTemplate.objects.default().name == "New"
+
+
+def test_preview_frame_is_the_real_email_sandboxed(client, membership_user):
+    """The preview's frame shows the compiled email, filled for the sample, runnable by nothing."""
+    mailing = MailingFactory(blocks=[TEXT])
+    client.force_login(membership_user)
+    response = client.get(f"/admin/mailings/mailing/{mailing.pk}/preview/frame/")
+    assert response.status_code == 200
+    assert "Dear Sam," in response.content.decode()
+    assert "@media" in response.content.decode()
+    policy = response["Content-Security-Policy"]
+    assert "sandbox" in policy
+    assert "script-src" not in policy and "default-src 'none'" in policy
+    assert "frame-ancestors 'self'" in policy
+    assert response["X-Frame-Options"] == "SAMEORIGIN"
+    page = client.get(f"/admin/mailings/mailing/{mailing.pk}/preview/").content.decode()
+    assert page.count("<iframe") == 2
+    assert page.count(" sandbox ") == 2
