@@ -22,7 +22,7 @@ from django.utils.html import format_html
 
 from crm.models import PartnerConsent, Supporter
 from mailings.actions import services
-from mailings.actions.models import FIELDS, Action, ActionPartner, Signature
+from mailings.actions.models import FIELDS, ORIGIN, Action, ActionPartner, Signature
 from mailings.composer import blocks as composer_blocks
 from mailings.composer.widgets import BlocksWidget
 
@@ -114,9 +114,7 @@ class ActionPartnerForm(forms.ModelForm):
 
 
 def _is_origin(value):
-    scheme, _, rest = value.rstrip("/").partition("://")
-    host = rest.split(":")[0]
-    return scheme in ("https", "http") and host and "/" not in rest and " " not in rest
+    return bool(ORIGIN.fullmatch(value.rstrip("/")))
 
 
 class ActionPartnerInline(admin.StackedInline):

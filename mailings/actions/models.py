@@ -1,4 +1,5 @@
 import hashlib
+import re
 
 from django.conf import settings
 from django.db import models
@@ -16,6 +17,8 @@ FIELDS = {
     "phone": "Phone",
 }
 DEFAULT_FIELDS = ["first_name", "last_name", "postcode"]
+# A web origin as CSP's frame-ancestors takes it: scheme, host, optional port; nothing more.
+ORIGIN = re.compile(r"https?://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:[0-9]{1,5})?")
 
 
 def wording_version(text: str) -> str:
@@ -138,7 +141,9 @@ class ActionPartner(models.Model):
         return str(self.partner)
 
     def origins(self) -> list[str]:
-        return [line.strip() for line in self.embed_origins.splitlines() if line.strip()]
+        """Return the listed origins; anything else (which the admin refuses) is dropped."""
+        lines = (line.strip().rstrip("/") for line in self.embed_origins.splitlines())
+        return [line for line in lines if ORIGIN.fullmatch(line)]
 
     def fields_shared(self) -> list[str]:
         """Return the fields this partner receives: those agreed that the action asks."""

@@ -142,3 +142,15 @@ def _someone(email):
     from crm.services import supporter_create
 
     return supporter_create(email=email)
+
+
+def test_frame_ancestors_never_carries_anything_but_origins(client, petition):
+    """A listed line that is not a bare origin cannot add to the page's policy."""
+    from mailings.actions.models import ActionPartner
+
+    ActionPartner.objects.filter(partner__slug="stand-uk").update(
+        embed_origins="https://ok.example\nhttps://x.example; script-src *\nhttps://y.example/path"
+    )
+    csp = client.get("/act/el-fasher/embed/")["Content-Security-Policy"]
+    assert "script-src" not in csp and "y.example" not in csp
+    assert "https://ok.example" in csp
