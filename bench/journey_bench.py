@@ -43,7 +43,7 @@ from django.utils import timezone  # noqa: E402
 
 from crm.models import CampaignInterest  # noqa: E402
 from mailings.journeys import engine, services  # noqa: E402
-from mailings.journeys.models import Enrolment, Journey, JourneyStep, StepVisit  # noqa: E402
+from mailings.journeys.models import Enrolment, Journey, JourneyStep  # noqa: E402
 from mailings.models import Delivery  # noqa: E402
 
 TARGET = 2000
@@ -121,9 +121,13 @@ def reset(journey, due):
     """Put every enrolment back at the first wait; make `due` of them due now."""
     waiting = journey.steps.get(position=2, version=journey.version)
     second = journey.steps.get(position=3, version=journey.version)
-    Delivery.objects.filter(mailing_id=second.mailing_id).delete()
-    StepVisit.objects.filter(step__journey=journey).delete()
     with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM mailings_delivery WHERE mailing_id = %s", [second.mailing_id])
+        cursor.execute(
+            "DELETE FROM journeys_stepvisit WHERE step_id IN "
+            "(SELECT id FROM journeys_journeystep WHERE journey_id = %s)",
+            [journey.pk],
+        )
         cursor.execute(
             "UPDATE journeys_enrolment SET step_id = %s, at_start = false, state = 'active', "
             "due_at = CASE WHEN id IN (SELECT id FROM journeys_enrolment WHERE journey_id = %s "
@@ -135,16 +139,37 @@ def reset(journey, due):
         cursor.execute("VACUUM ANALYZE mailings_delivery")
 
 
+class StatementTimes:
+    """Add up the database's time per kind of statement (its first words)."""
+
+    def __init__(self):
+        self.seconds = {}
+
+    def __call__(self, execute, sql, params, many, context):
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            key = " ".join(sql.split()[:3])[:48]
+            self.seconds[key] = self.seconds.get(key, 0.0) + time.perf_counter() - started
+
+    def top(self, count=6):
+        ranked = sorted(self.seconds.items(), key=lambda item: -item[1])[:count]
+        return "; ".join(f"{key} {seconds:.1f} s" for key, seconds in ranked)
+
+
 def run(journey):
-    """Advance batch after batch until none is due; return (supporters, seconds, cpu seconds)."""
+    """Advance batch after batch until none is due; return (supporters, seconds, cpu, times)."""
     moved = 0
+    times = StatementTimes()
     started, cpu = time.perf_counter(), time.process_time()
-    while True:
-        count = engine.journey_advance_batch(journey=journey)
-        if not count:
-            break
-        moved += count
-    return moved, time.perf_counter() - started, time.process_time() - cpu
+    with connection.execute_wrapper(times):
+        while True:
+            count = engine.journey_advance_batch(journey=journey)
+            if not count:
+                break
+            moved += count
+    return moved, time.perf_counter() - started, time.process_time() - cpu, times
 
 
 def main():
@@ -164,7 +189,7 @@ def main():
     rates = []
     for number in range(1, args.runs + 1):
         reset(journey, args.due)
-        moved, seconds, cpu = run(journey)
+        moved, seconds, cpu, times = run(journey)
         rate = moved / seconds
         rates.append(rate)
         queued = Delivery.objects.filter(mailing__journey_steps__journey=journey, status="queued")
@@ -172,6 +197,7 @@ def main():
             f"run {number}: {moved:,} supporters in {seconds:.1f} s = {rate:,.0f}/s "
             f"(Python {cpu:.1f} s, the rest the database); {queued.count():,} emails queued"
         )
+        print(f"  slowest statements: {times.top()}")
     print(f"median {statistics.median(rates):,.0f} supporters/s (target {TARGET:,}/s)")
     redis.Redis.from_url(settings.REDIS_URL).flushdb()
     Journey.objects.filter(pk=journey.pk).update(updated_at=timezone.now())

@@ -277,6 +277,59 @@ def deliveries_set_times(column, values):
 # Journeys
 
 
+def deliveries_insert_rounds(*, mailing_id, pairs, now) -> None:
+    """Queue a delivery of `mailing_id` for each (supporter id, round) in `pairs`, in one statement.
+
+    A journey's email step: a pair that already has its delivery is left as
+    it is (the unique key mailings_delivery_once), so a repeated batch queues
+    nothing twice. One INSERT … SELECT FROM (VALUES …) on PostgreSQL and SQLite
+    alike; the ORM's bulk_create prepared every one of a delivery's 25 fields
+    for each row and cost most of the step's time.
+
+    Pays in bench/journey_bench.py (docs/performance.md, "Journeys").
+    """
+    table = Delivery._meta.db_table
+    adapt = connection.ops.adapt_datetimefield_value
+    for start in range(0, len(pairs), 5000):
+        chunk = pairs[start : start + 5000]
+        rows = ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS INTEGER))"] * len(chunk))
+        params = [value for pair in chunk for value in pair]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} "  # noqa: S608 - names from _meta
+                "(mailing_id, supporter_id, round, status, attempts, claimed_by, "
+                "esp_message_id, error, created_at) "
+                f"SELECT %s, v.column1, v.column2, %s, 0, '', '', '', %s FROM (VALUES {rows}) "
+                "AS v WHERE true ON CONFLICT (mailing_id, supporter_id, round) DO NOTHING",
+                [mailing_id, Delivery.Status.QUEUED, adapt(now), *params],
+            )
+
+
+def visits_insert(*, pairs, now) -> None:
+    """Record that each (enrolment id, step id) in `pairs` reached its step (once each).
+
+    One INSERT … SELECT FROM (VALUES …) per 5,000, as deliveries_insert_rounds;
+    a visit already recorded is left as it is.
+
+    Pays in bench/journey_bench.py (docs/performance.md, "Journeys").
+    """
+    from mailings.journeys.models import StepVisit
+
+    table = connection.ops.quote_name(StepVisit._meta.db_table)
+    adapt = connection.ops.adapt_datetimefield_value
+    for start in range(0, len(pairs), 5000):
+        chunk = pairs[start : start + 5000]
+        rows = ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(chunk))
+        params = [value for pair in chunk for value in pair]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (enrolment_id, step_id, at) "  # noqa: S608 - from _meta
+                f"SELECT v.column1, v.column2, %s FROM (VALUES {rows}) AS v WHERE true "
+                "ON CONFLICT (enrolment_id, step_id) DO NOTHING",
+                [adapt(now), *params],
+            )
+
+
 def enrolments_claim(*, journey_id, limit, now, until) -> list[int]:
     """Push `due_at` of up to `limit` due enrolments of `journey_id` to `until`; return their ids.
 

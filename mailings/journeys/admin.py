@@ -323,7 +323,9 @@ class JourneyAdmin(admin.ModelAdmin):
         if not self.has_view_permission(request, journey):
             raise PermissionDenied
         figures = report.report(journey)
-        movable = JourneyStep.objects.filter(journey=journey).order_by("-version", "position")
+        movable = JourneyStep.objects.filter(
+            journey=journey, version__lte=journey.version
+        ).order_by("-version", "position")
         return TemplateResponse(
             request,
             "admin/journeys/journey/report.html",

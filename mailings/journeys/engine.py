@@ -41,7 +41,7 @@ from django.utils import timezone
 from crm import services as crm_services
 from crm.models import ConsentRecord, Segment, Subscription, Supporter, Suppression
 from mailings import sending, sql
-from mailings.journeys.models import Enrolment, Journey, JourneyStep, StepVisit
+from mailings.journeys.models import Enrolment, Journey, JourneyStep
 from mailings.models import Delivery, DeliveryEvent, Mailing
 
 logger = logging.getLogger(__name__)
@@ -447,11 +447,7 @@ class _Walk:
                 pending += self.act(group[0].step, group)
         for row in pending:  # a walk too long for one batch goes on next time
             row.due_at = self.now
-        StepVisit.objects.bulk_create(
-            (StepVisit(enrolment_id=e, step_id=s, at=self.now) for e, s in self.visits),
-            batch_size=5000,
-            ignore_conflicts=True,
-        )
+        sql.visits_insert(pairs=self.visits, now=self.now)
         self.send()
 
     # Moving ----------------------------------------------------------------
@@ -525,18 +521,10 @@ class _Walk:
         if step.mailing_id is not None and rows:
             # Into the sending ledger: the unique (mailing, supporter, round)
             # makes a repeat of this batch add nothing.
-            Delivery.objects.bulk_create(
-                (
-                    Delivery(
-                        mailing_id=step.mailing_id,
-                        supporter_id=row.supporter_id,
-                        round=row.round,
-                        created_at=self.now,
-                    )
-                    for row in rows
-                ),
-                batch_size=5000,
-                ignore_conflicts=True,
+            sql.deliveries_insert_rounds(
+                mailing_id=step.mailing_id,
+                pairs=[(row.supporter_id, row.round) for row in rows],
+                now=self.now,
             )
             self.to_send.add(step.mailing_id)
         moved = []

@@ -265,6 +265,8 @@ def enrolments_move(
         raise JourneyRefused("Both steps must belong to this journey.")
     if from_step.pk == to_step.pk:
         raise JourneyRefused("Choose a different step to move them to.")
+    if to_step.version > journey.version:
+        raise JourneyRefused("Publish the changed steps before moving anyone onto them.")
     now = timezone.now()
     return (
         Enrolment.objects.active()

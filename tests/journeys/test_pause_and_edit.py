@@ -140,3 +140,13 @@ def test_a_new_draft_step_can_be_an_email(live_welcome, campaign_user):
 
 
 __all__ = ["email", "wait"]
+
+
+def test_nobody_is_moved_onto_unpublished_steps(live_welcome, campaign_user):
+    services.journey_version_new(journey=live_welcome, actor=campaign_user)
+    draft = JourneyStep.objects.get(journey=live_welcome, version=2, position=1)
+    live = JourneyStep.objects.get(journey=live_welcome, version=1, position=2)
+    with pytest.raises(services.JourneyRefused, match="Publish the changed steps"):
+        services.enrolments_move(
+            journey=live_welcome, from_step=live, to_step=draft, actor=campaign_user
+        )
