@@ -99,8 +99,12 @@ class MailingForm(forms.ModelForm):
         )
         widgets = {
             "body_text": forms.Textarea(attrs={"rows": 8, "class": "vLargeTextField"}),
+            # composer.js puts an "Insert merge field" menu beside these.
+            "subject": forms.TextInput(attrs={"class": "vTextField", "data-merge-menu": ""}),
+            "preheader": forms.TextInput(attrs={"class": "vTextField", "data-merge-menu": ""}),
         }
         labels = {"blocks": "Content", "template": "Template (header and footer)"}
+        help_texts = {"subject": "What inboxes show. “Insert merge field” adds the reader's name."}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

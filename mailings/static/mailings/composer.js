@@ -112,6 +112,53 @@ function field(label, input, hint) {
   return el("div", { className: "rc-field" }, parts)
 }
 
+function token(item, fallback) {
+  return item.kind === "text" && fallback
+    ? `{{ ${item.name}|default:"${fallback.replaceAll('"', "'")}" }}`
+    : `{{ ${item.name} }}`
+}
+
+// Put a merge field into a text box at the cursor (a link field fills an address box).
+function insertIntoInput(input, item, fallback) {
+  if (item.kind === "link") {
+    input.value = token(item, fallback)
+  } else {
+    const start = input.selectionStart ?? input.value.length
+    const end = input.selectionEnd ?? input.value.length
+    input.setRangeText(token(item, fallback), start, end, "end")
+  }
+  input.focus()
+  input.dispatchEvent(new Event("input", { bubbles: true }))
+}
+
+// The "Insert merge field" menu: `target.insert(item, fallback)` puts the choice in place.
+function mergeMenu(fields, target) {
+  const fallback = el("input", { type: "text", value: "friend", className: "rc-fallback" })
+  const items = fields.map((item) =>
+    el("li", {}, [
+      el("button", {
+        type: "button",
+        className: "rc-merge-item",
+        "data-field": item.name,
+        text: item.label,
+        onmousedown: (event) => event.preventDefault(), // keep the editor's selection
+        onclick: () => {
+          target.insert(item, fallback.value.trim())
+          menu.open = false
+        },
+      }),
+    ]),
+  )
+  const menu = el("details", { className: "rc-merge" }, [
+    el("summary", { className: "rc-button", text: "Insert merge field" }),
+    el("div", { className: "rc-merge-panel" }, [
+      el("ul", {}, items),
+      field("If we do not know a name or postcode, write", fallback),
+    ]),
+  ])
+  return menu
+}
+
 class Block {
   constructor(composer, data) {
     this.composer = composer
@@ -420,38 +467,23 @@ class Block {
   insert(item, fallback) {
     const target = this.target || this.defaultTarget(item)
     if (!target) return
-    const token =
-      item.kind === "text" && fallback
-        ? `{{ ${item.name}|default:"${fallback.replaceAll('"', "'")}" }}`
-        : `{{ ${item.name} }}`
-    if (target.editor) {
-      const chain = target.editor.chain().focus()
-      if (item.kind === "link") {
-        if (target.editor.state.selection.empty) {
-          chain
-            .insertContent({
-              type: "text",
-              text: LINK_TEXT[item.name] || item.label,
-              marks: [{ type: "link", attrs: { href: token } }],
-            })
-            .run()
-        } else {
-          chain.extendMarkRange("link").setLink({ href: token }).run()
-        }
-      } else {
-        chain.insertContent({ type: "text", text: token }).run()
-      }
-    } else if (target.input) {
-      const input = target.input
-      if (item.kind === "link") {
-        input.value = token
-      } else {
-        const start = input.selectionStart ?? input.value.length
-        const end = input.selectionEnd ?? input.value.length
-        input.setRangeText(token, start, end, "end")
-      }
-      input.focus()
-      this.changed()
+    if (target.input) {
+      insertIntoInput(target.input, item, fallback)
+      return
+    }
+    const chain = target.editor.chain().focus()
+    if (item.kind !== "link") {
+      chain.insertContent({ type: "text", text: token(item, fallback) }).run()
+    } else if (target.editor.state.selection.empty) {
+      chain
+        .insertContent({
+          type: "text",
+          text: LINK_TEXT[item.name] || item.label,
+          marks: [{ type: "link", attrs: { href: token(item, fallback) } }],
+        })
+        .run()
+    } else {
+      chain.extendMarkRange("link").setLink({ href: token(item, fallback) }).run()
     }
   }
 
@@ -522,30 +554,7 @@ class Composer {
   }
 
   mergeMenu(block) {
-    const fallback = el("input", { type: "text", value: "friend", className: "rc-fallback" })
-    const items = this.mergeFields.map((item) =>
-      el("li", {}, [
-        el("button", {
-          type: "button",
-          className: "rc-merge-item",
-          "data-field": item.name,
-          text: item.label,
-          onmousedown: (event) => event.preventDefault(), // keep the editor's selection
-          onclick: () => {
-            block.insert(item, fallback.value.trim())
-            menu.open = false
-          },
-        }),
-      ]),
-    )
-    const menu = el("details", { className: "rc-merge" }, [
-      el("summary", { className: "rc-button", text: "Insert merge field" }),
-      el("div", { className: "rc-merge-panel" }, [
-        el("ul", {}, items),
-        field("If we do not know a name or postcode, write", fallback),
-      ]),
-    ])
-    return menu
+    return mergeMenu(this.mergeFields, block)
   }
 
   add(data, { focus }) {
@@ -655,4 +664,15 @@ class Composer {
 
 for (const root of document.querySelectorAll("[data-composer]")) {
   root.composer = new Composer(root)
+}
+
+// Other boxes that take merge fields (a mailing's subject and preheader) get the
+// menu too, with the fields that are words: nobody types the syntax.
+const composer = document.querySelector("[data-composer]")?.composer
+if (composer) {
+  const words = composer.mergeFields.filter((item) => item.kind === "text")
+  for (const input of document.querySelectorAll("input[data-merge-menu]")) {
+    const target = { insert: (item, fallback) => insertIntoInput(input, item, fallback) }
+    input.after(el("span", { className: "rally-composer rc-inline-merge" }, [mergeMenu(words, target)]))
+  }
 }
