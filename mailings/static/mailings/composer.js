@@ -284,7 +284,6 @@ class Block {
         className: "rc-button rc-remove",
         text: "Remove",
         "aria-label": `Remove ${this.label()} block`,
-        disabled: this.locked,
         onclick: () => this.composer.remove(this),
       }),
     )
@@ -378,7 +377,7 @@ class Block {
             "HTML",
             code,
             this.locked
-              ? "Only staff allowed to edit HTML can change or remove this block. It is sent as it is."
+              ? "Only staff allowed to edit HTML can change this block; you can move or remove it. It is sent as it is."
               : "Sent as written, after unsafe parts (scripts, forms) are removed.",
           ),
         )
