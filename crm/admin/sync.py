@@ -624,11 +624,19 @@ class PartnerOptOutFileAdmin(admin.ModelAdmin):
         "rows",
         "matched",
         "withdrawn",
-        "subscriptions_withdrawn",
-        "opt_ins_withdrawn",
+        "topics_withdrawn",
+        "partner_opt_ins_withdrawn",
         "unmatched_rows",
         "file_hash",
     )
+
+    @admin.display(description="Topics withdrawn")
+    def topics_withdrawn(self, receipt):
+        return receipt.subscriptions_withdrawn
+
+    @admin.display(description="Opt-ins to the partner withdrawn")
+    def partner_opt_ins_withdrawn(self, receipt):
+        return receipt.opt_ins_withdrawn
 
     @admin.display(description="Matched nobody")
     def nobody(self, receipt):
@@ -651,7 +659,20 @@ class PartnerOptOutFileAdmin(admin.ModelAdmin):
         if obj is None:
             kwargs["form"] = PartnerOptOutForm
             kwargs["fields"] = ("partner", "file")
-        return super().get_form(request, obj, change=change, **kwargs)
+        form = super().get_form(request, obj, change=change, **kwargs)
+        partner = form.base_fields.get("partner")
+        if partner is not None and hasattr(partner.widget, "widget"):
+            partner.widget = partner.widget.widget  # a plain choice: no edit or add icons
+        return form
+
+    def add_view(self, request, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "title": "Apply a partner's opt-out file"}
+        return super().add_view(request, form_url, extra_context)
+
+    def render_change_form(self, request, context, add=False, change=False, form_url="", obj=None):
+        # One button: applying a file is not "saving" something to edit later.
+        context.update(show_save_and_add_another=False, show_save_and_continue=False)
+        return super().render_change_form(request, context, add, change, form_url, obj)
 
     def get_fields(self, request, obj=None):
         return ("partner", "file") if obj is None else self.readonly_fields
@@ -669,10 +690,12 @@ class PartnerOptOutFileAdmin(admin.ModelAdmin):
         )
         obj.__dict__.update({k: v for k, v in receipt.__dict__.items() if k != "_state"})
         obj._state.adding = False
+        nobody = self.nobody(receipt)
         messages.success(
             request,
             f"Applied: {receipt.withdrawn} of the {receipt.matched} people matched had something "
-            f"from {receipt.partner} withdrawn; {self.nobody(receipt)} rows matched nobody.",
+            f"from {receipt.partner} withdrawn; {nobody} row{'' if nobody == 1 else 's'} "
+            "matched nobody.",
         )
 
     def save_related(self, request, form, formsets, change):

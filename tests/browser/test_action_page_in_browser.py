@@ -210,3 +210,31 @@ def test_action_admin_page_for_staff(browser_page, petition, superuser, shots):
     page.goto(f"{browser_page.base_url}/act/el-fasher/")
     page.screenshot(path=shots / "action-page-1280.png", full_page=True)
     assert browser_page.errors == []
+
+
+def test_staff_apply_a_partners_opt_out_file_from_its_page(
+    browser_page, petition, superuser, shots, tmp_path, settings
+):
+    """From the partner's page: choose the file, apply it, read the receipt (1280 px)."""
+    from mailings.actions import services
+
+    settings.RALLY_ACTIONS_DOUBLE_OPT_IN = False
+    services.action_sign(action=petition, email="nadia@example.org", partner_opt_ins=["aegis"])
+    optouts = tmp_path / "aegis-unsubscribes.csv"
+    optouts.write_text("Email,Date\nnadia@example.org,2026-12-01\nghost@example.org,2026-12-02\n")
+    page = browser_page.page
+    page.set_viewport_size({"width": 1280, "height": 900})
+    page.goto(f"{browser_page.base_url}/admin/login/")
+    page.get_by_label("Username").fill("root")
+    page.get_by_label("Password").fill("pw")
+    page.get_by_role("button", name="Log in").click()
+    aegis = petition.partners.get(slug="aegis")
+    page.goto(f"{browser_page.base_url}/admin/crm/partnerorganisation/{aegis.pk}/change/")
+    page.get_by_role("link", name="Apply their opt-out file…").click()
+    page.get_by_label("Opt-out file").set_input_files(str(optouts))
+    page.screenshot(path=shots / "optout-apply-1280.png", full_page=True)
+    page.get_by_role("button", name="Save", exact=True).click()
+    page.get_by_text("Applied: 1 of the 1 people matched").wait_for()
+    page.screenshot(path=shots / "optout-receipt-1280.png", full_page=True)
+    assert page.get_by_role("link", name="Download them (CSV)").count() == 1
+    assert browser_page.errors == []
