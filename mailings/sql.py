@@ -333,10 +333,10 @@ def visits_insert(*, pairs, now) -> None:
 def enrolments_claim(*, journey_id, limit, now, until) -> list[int]:
     """Push `due_at` of up to `limit` due enrolments of `journey_id` to `until`; return their ids.
 
-    One conditional UPDATE … RETURNING on PostgreSQL and SQLite alike (no ORM
-    twin): two workers never claim the same row (PostgreSQL skips rows
-    another transaction has locked; SQLite runs one writer at a time), and a
-    claimed row whose worker dies is due again at `until`. The inner SELECT
+    One UPDATE … RETURNING (no ORM twin; on PostgreSQL the due rows are picked
+    in a locking CTE): two workers never claim the same row (PostgreSQL skips
+    rows another transaction has locked; SQLite runs one writer at a time),
+    and a claimed row whose worker dies is due again at `until`. The SELECT
     reads the partial index journeys_enrolment_due.
 
     Pays in bench/journey_bench.py (docs/performance.md, "Journeys").
@@ -344,14 +344,25 @@ def enrolments_claim(*, journey_id, limit, now, until) -> list[int]:
     from mailings.journeys.models import Enrolment
 
     table = connection.ops.quote_name(Enrolment._meta.db_table)
-    lock = " FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
-    sql = (
-        f"UPDATE {table} SET due_at = %s WHERE id IN ("  # noqa: S608 - names from _meta
-        f"SELECT id FROM {table} WHERE journey_id = %s AND state = %s AND due_at <= %s "
-        f"ORDER BY due_at LIMIT %s{lock}) AND state = %s AND due_at <= %s RETURNING id"
+    due = (
+        f"SELECT id FROM {table} WHERE journey_id = %s AND state = %s AND due_at <= %s "  # noqa: S608
+        "ORDER BY due_at LIMIT %s"
     )
+    if connection.vendor == "postgresql":
+        # A CTE, evaluated once: as `id IN (SELECT … LIMIT … SKIP LOCKED)` the
+        # planner may run the subquery again for each row and claim past the limit.
+        sql = (
+            f"WITH due AS MATERIALIZED ({due} FOR UPDATE SKIP LOCKED) "  # noqa: S608
+            f"UPDATE {table} AS e SET due_at = %s FROM due WHERE e.id = due.id RETURNING e.id"
+        )
+    else:
+        sql = f"UPDATE {table} SET due_at = %s WHERE id IN ({due}) RETURNING id"  # noqa: S608
     active = Enrolment.State.ACTIVE
     now, until = (connection.ops.adapt_datetimefield_value(value) for value in (now, until))
+    if connection.vendor == "postgresql":
+        params = [journey_id, active, now, limit, until]
+    else:
+        params = [until, journey_id, active, now, limit]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [until, journey_id, active, now, limit, active, now])
+        cursor.execute(sql, params)
         return [row[0] for row in cursor.fetchall()]
