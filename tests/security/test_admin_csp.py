@@ -73,16 +73,22 @@ def test_report_with_a_javascript_click_has_no_executable_link_and_a_strict_poli
     assert directives(response)["script-src"] == ["'self'"]
 
 
-def test_preview_may_show_the_emails_styles_but_still_runs_no_inline_script(
+def test_preview_shows_the_emails_styles_only_in_its_sandboxed_frames(
     client, superuser, newsletter
 ):
-    """The email preview frame keeps its <style> and images; scripts stay the admin's own."""
+    """The email keeps its <style> and images in its frames; the preview page keeps the admin's."""
     client.force_login(superuser)
 
-    policy = directives(client.get(reverse("admin:mailings_mailing_preview", args=[newsletter.pk])))
+    page = directives(client.get(reverse("admin:mailings_mailing_preview", args=[newsletter.pk])))
+    frame = directives(
+        client.get(reverse("admin:mailings_mailing_preview_frame", args=[newsletter.pk]))
+    )
 
-    assert "'unsafe-inline'" in policy["style-src"]
-    assert policy["script-src"] == ["'self'"]
+    assert page["style-src"] == ["'self'"]
+    assert page["script-src"] == ["'self'"]
+    assert "'unsafe-inline'" in frame["style-src"]
+    assert "script-src" not in frame and frame["default-src"] == ["'none'"]
+    assert "sandbox" in frame
 
 
 def test_supporter_pages_keep_their_own_policy(client, settings):
