@@ -15,6 +15,8 @@ definition matches every supporter):
     joined_before      ISO date, inclusive
     opened_within_days opened any mailing in the last N days
     clicked_within_days clicked a link in any mailing in the last N days
+    quiet_for_days     joined more than N days ago and neither opened nor clicked
+                       any mailing in the last N days (candidates for re-permission)
 
 Numbers and dates have bounds (MAX_DAYS, EARLIEST_DATE, LATEST_DATE): past
 them the database query cannot be built (a date before year 1), so a rule
@@ -41,7 +43,11 @@ RULE_KEYS = (
     "joined_before",
     "opened_within_days",
     "clicked_within_days",
+    "quiet_for_days",
 )
+
+# The engagement rules, answered by the mailing history (crm.extensions.segment_conditions).
+ENGAGEMENT_KEYS = ("opened_within_days", "clicked_within_days", "quiet_for_days")
 
 
 # Ten years: longer than any mailing history, and far from datetime's year-1 limit.
@@ -151,7 +157,7 @@ def validate_rules(rules):
     if before:
         cleaned["joined_before"] = before.isoformat()
 
-    for key in ("opened_within_days", "clicked_within_days"):
+    for key in ENGAGEMENT_KEYS:
         days = _as_days(rules, key)
         if days:
             cleaned[key] = days
@@ -205,7 +211,7 @@ def rules_filter(rules):
     if "joined_before" in rules:
         end = datetime.date.fromisoformat(rules["joined_before"]) + datetime.timedelta(days=1)
         condition &= Q(created_at__lt=datetime.datetime.combine(end, datetime.time.min, tz))
-    for key in ("opened_within_days", "clicked_within_days"):
+    for key in ENGAGEMENT_KEYS:
         if key in rules:
             condition &= _condition_elsewhere(key, rules[key])
     return condition
@@ -279,6 +285,11 @@ def describe_rules(rules):
     ):
         if key in rules:
             lines.append(f"{verb} any mailing in the last {rules[key]:,} days")
+    if "quiet_for_days" in rules:
+        lines.append(
+            f"Joined over {rules['quiet_for_days']:,} days ago and neither opened nor clicked "
+            "any mailing since"
+        )
     return lines or ["Everyone (no rules)"]
 
 

@@ -23,6 +23,7 @@ class MailingsConfig(AppConfig):
         extensions.register_segment_users(segments.mailings_by_segment)
         extensions.register_segment_condition("opened_within_days", segments.opened_within)
         extensions.register_segment_condition("clicked_within_days", segments.clicked_within)
+        extensions.register_segment_condition("quiet_for_days", segments.quiet_for)
         extensions.register_timeline(timeline.mailings_sent)
         extensions.register_engagement(timeline.engagement)
 

@@ -1,13 +1,14 @@
 """What mailings adds to crm's segments (registered in MailingsConfig.ready()).
 
-The engagement rules (opened_within_days, clicked_within_days), answered from
-the mailing history; the unfinished mailings that use a segment, which refuse
+The engagement rules (opened_within_days, clicked_within_days, quiet_for_days),
+answered from the mailing history; the unfinished mailings that use a segment, which refuse
 its deletion and hear of its changes; and every mailing that uses a segment,
 which the segment list names.
 """
 
 import datetime
 
+from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone
 
@@ -24,6 +25,22 @@ def opened_within(days):
 def clicked_within(days):
     """Return a Q on Supporter: clicked a link in any mailing in the last `days` days."""
     return engaged_since("clicked", timezone.now() - datetime.timedelta(days=days))
+
+
+# The ready-made re-permission segment every install has (migration mailings 0011).
+QUIET_SEGMENT = "Not opened or clicked in 12 months"
+
+
+def quiet_for(days):
+    """Return a Q on Supporter: joined over `days` days ago, no open or click since.
+
+    The re-permission segment ("not opened or clicked in 12 months" is 365):
+    someone who joined last month has had no time to be quiet.
+    """
+    since = timezone.now() - datetime.timedelta(days=days)
+    return (
+        Q(created_at__lt=since) & ~engaged_since("opened", since) & ~engaged_since("clicked", since)
+    )
 
 
 def mailings_using(segment_ids):

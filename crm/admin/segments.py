@@ -135,6 +135,16 @@ class SegmentForm(forms.ModelForm):
         max_value=MAX_DAYS,
         help_text=f"Clicked a link in any mailing in the last N days (1 to {MAX_DAYS:,}).",
     )
+    quiet_for_days = forms.IntegerField(
+        label="Quiet for days",
+        required=False,
+        min_value=1,
+        max_value=MAX_DAYS,
+        help_text=(
+            "Joined more than N days ago and neither opened nor clicked any mailing in the "
+            "last N days: 365 finds those to ask whether they still want to hear from you."
+        ),
+    )
     # Ticked in the members table of a static segment's page (SegmentAdmin.member_table_to_remove).
     remove_members = forms.ModelMultipleChoiceField(
         Supporter.objects.all(), required=False, widget=forms.MultipleHiddenInput
@@ -221,6 +231,7 @@ RULE_FIELDS = (
     ("joined_after", "joined_before"),
     "opened_within_days",
     "clicked_within_days",
+    "quiet_for_days",
 )
 RULES_HELP = (
     "Members are the supporters who match every rule filled in; within a rule, any of "

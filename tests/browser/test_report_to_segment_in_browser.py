@@ -5,9 +5,8 @@ import datetime
 import pytest
 from django.utils import timezone
 
-from crm.models import Segment
 from mailings.models import Delivery, DeliveryEvent, Mailing
-from tests.factories import MailingFactory, SupporterFactory
+from tests.factories import MailingFactory, SupporterFactory, made_segments
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -56,7 +55,7 @@ def test_a_reports_clickers_become_a_segment_of_the_right_size(
     page.get_by_role("button", name="Make a segment of these people").click()
 
     page.get_by_text("made, with 3 supporter(s)").wait_for()
-    segment = Segment.objects.get()
+    segment = made_segments().get()
     assert page.url.endswith(f"/admin/crm/segment/{segment.pk}/change/")
     assert segment.size == 3
     # The segment page counts its members afresh.

@@ -3,6 +3,7 @@
 import pytest
 
 from crm.models import Segment
+from tests.factories import made_segments
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -36,7 +37,7 @@ def test_rules_show_only_for_a_rule_based_segment_and_save_uk_dates(browser_page
     page.get_by_role("button", name="Save", exact=True).click()
     page.get_by_text("was added successfully").wait_for()
 
-    segment = Segment.objects.get()
+    segment = made_segments().get()
     assert segment.rules == {
         "countries": ["IE"],
         "joined_after": "2024-02-01",
@@ -55,7 +56,7 @@ def test_a_static_list_made_in_the_browser_keeps_no_rules(browser_page, membersh
     page.get_by_role("button", name="Save and continue editing").click()
     page.get_by_text("was added successfully").wait_for()
 
-    segment = Segment.objects.get()
+    segment = made_segments().get()
     assert (segment.kind, segment.rules) == (Segment.Kind.STATIC, {})
     assert page.locator("fieldset.segment-rules").count() == 0
     assert page.get_by_role("link", name="Add supporters…").is_visible() is True

@@ -10,7 +10,7 @@ from django.utils import timezone
 from crm.models import CampaignInterest, Segment, SegmentMembership, Tag
 from crm.services import segment_add_members
 from mailings.models import Mailing
-from tests.factories import MailingFactory, SegmentFactory, SupporterFactory
+from tests.factories import MailingFactory, SegmentFactory, SupporterFactory, made_segments
 
 pytestmark = pytest.mark.django_db
 
@@ -66,7 +66,7 @@ def test_rules_are_saved_from_ordinary_fields(staff_client, interest):
         ),
     )
     assert response.status_code == 302
-    segment = Segment.objects.get()
+    segment = made_segments().get()
     assert segment.rules == {
         "interests": ["r2p"],
         "countries": ["GB", "IE"],
@@ -84,7 +84,7 @@ def test_dates_in_the_wrong_order_get_a_clear_message_and_save_nothing(staff_cli
     )
     assert response.status_code == 200
     assert "must not be later than" in response.content.decode()
-    assert Segment.objects.count() == 0
+    assert made_segments().count() == 0
 
 
 def test_a_date_that_is_not_a_day_says_how_to_write_it(staff_client):
@@ -94,7 +94,7 @@ def test_a_date_that_is_not_a_day_says_how_to_write_it(staff_client):
     )
     assert response.status_code == 200
     assert "Enter a date as dd/mm/yyyy, e.g. 31/01/2025." in response.content.decode()
-    assert Segment.objects.count() == 0
+    assert made_segments().count() == 0
 
 
 def test_an_unknown_country_is_refused_and_saves_nothing(staff_client):
@@ -103,7 +103,7 @@ def test_an_unknown_country_is_refused_and_saves_nothing(staff_client):
     )
     assert response.status_code == 200
     assert "XX is not one of the available choices" in response.content.decode()
-    assert Segment.objects.count() == 0
+    assert made_segments().count() == 0
 
 
 def test_saved_dates_are_shown_the_uk_way(staff_client):
@@ -139,7 +139,7 @@ def test_static_segment_has_no_rules(staff_client, interest):
     staff_client.post(
         reverse("admin:crm_segment_add"), form_data(kind="static", interests=[interest.slug])
     )
-    assert Segment.objects.get().rules == {}
+    assert made_segments().get().rules == {}
 
 
 def test_the_kind_is_chosen_when_a_segment_is_made_and_kept(staff_client, lobby_day, interest):

@@ -3,9 +3,8 @@
 import pytest
 from django.urls import reverse
 
-from crm.models import Segment
 from crm.segments import MAX_DAYS, SegmentRuleError, validate_rules
-from tests.factories import SegmentFactory
+from tests.factories import SegmentFactory, made_segments
 
 pytestmark = pytest.mark.django_db
 
@@ -26,7 +25,7 @@ def test_a_million_days_is_a_form_error_and_saves_nothing(staff_client, field):
 
     assert response.status_code == 200
     assert f"less than or equal to {MAX_DAYS}" in response.content.decode()
-    assert Segment.objects.count() == 0
+    assert made_segments().count() == 0
 
 
 def test_the_longest_allowed_period_is_saved_and_evaluated(staff_client, supporter):
@@ -35,7 +34,7 @@ def test_the_longest_allowed_period_is_saved_and_evaluated(staff_client, support
     )
 
     assert response.status_code == 302
-    segment = Segment.objects.get()
+    segment = made_segments().get()
     page = staff_client.get(reverse("admin:crm_segment_change", args=[segment.pk]))
     assert "0 supporters" in page.content.decode()
 
@@ -47,7 +46,7 @@ def test_a_date_past_the_calendar_is_a_form_error(staff_client):
 
     assert response.status_code == 200
     assert "must be a date between 1900-01-01 and 2999-12-31" in response.content.decode()
-    assert Segment.objects.count() == 0
+    assert made_segments().count() == 0
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from crm.models import Segment
+from crm.segments import describe_rules
 from tests.factories import DeliveryFactory, MailingFactory, SegmentFactory, SupporterFactory
 
 pytestmark = pytest.mark.django_db
@@ -45,3 +46,34 @@ def test_clicked_within_days_rule():
 
     assert set(segment.supporters()) == {clicker}
     assert opener not in set(segment.supporters())
+
+
+def long_ago(supporter, days=400):
+    supporter.created_at = timezone.now() - datetime.timedelta(days=days)
+    supporter.save(update_fields=["created_at"])
+    return supporter
+
+
+def test_quiet_for_days_finds_who_joined_long_ago_and_never_engaged_since():
+    quiet = long_ago(opened(days_ago=500))
+    never_opened = long_ago(SupporterFactory())
+    reader = long_ago(opened(days_ago=30))
+    clicker = long_ago(opened(days_ago=500, clicked_days_ago=100))
+    newcomer = SupporterFactory()  # joined today: no time to be quiet yet
+    segment = SegmentFactory(kind=Segment.Kind.RULES, rules={"quiet_for_days": 365})
+
+    members = set(segment.supporters())
+
+    assert members >= {quiet, never_opened}
+    assert not members & {reader, clicker, newcomer}
+
+
+def test_every_install_has_the_ready_made_re_permission_segment():
+    segment = Segment.objects.get(name="Not opened or clicked in 12 months")
+    quiet = long_ago(SupporterFactory())
+
+    assert segment.rules == {"quiet_for_days": 365}
+    assert quiet in set(segment.supporters())
+    assert describe_rules(segment.rules) == [
+        "Joined over 365 days ago and neither opened nor clicked any mailing since"
+    ]

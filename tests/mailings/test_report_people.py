@@ -11,7 +11,7 @@ from django.utils import timezone
 from crm.models import AuditEvent, Segment, Supporter
 from crm.services import supporter_unsubscribe_from_mailing
 from mailings.models import Delivery, DeliveryEvent, Mailing
-from tests.factories import MailingFactory, SupporterFactory
+from tests.factories import MailingFactory, SupporterFactory, made_segments
 
 pytestmark = pytest.mark.django_db
 
@@ -179,7 +179,7 @@ def test_clickers_of_a_link_become_a_static_segment_of_exactly_them(
         {"who": "clicked", "link": PETITION, "q": ""},
     )
 
-    segment = Segment.objects.get()
+    segment = made_segments().get()
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:crm_segment_change", args=[segment.pk])
     assert segment.name == f"People who clicked {PETITION} in “Autumn briefing”"
@@ -199,7 +199,7 @@ def test_making_the_same_segment_twice_gives_a_second_name(membership, sent):
     membership.post(url, {"who": "opened", "q": "alice"})
     membership.post(url, {"who": "opened", "q": "alice"})
 
-    names = sorted(Segment.objects.values_list("name", flat=True))
+    names = sorted(made_segments().values_list("name", flat=True))
     assert names == [
         "People who opened “Autumn briefing”, matching “alice”",
         "People who opened “Autumn briefing”, matching “alice” (2)",
@@ -214,7 +214,7 @@ def test_an_empty_list_makes_no_segment(membership, sent):
         follow=True,
     )
 
-    assert Segment.objects.count() == 0
+    assert made_segments().count() == 0
     assert "Nobody is in this list, so no segment was made." in response.content.decode()
 
 
@@ -266,7 +266,7 @@ def test_campaign_managers_see_the_lists_but_make_no_segment_or_file(manager, se
     )
     assert segment.status_code == 403
     assert export.status_code == 403
-    assert Segment.objects.count() == 0
+    assert made_segments().count() == 0
     assert AuditEvent.objects.filter(kind=AuditEvent.Kind.EXPORTED).count() == 0
 
 
