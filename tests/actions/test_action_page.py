@@ -1,5 +1,7 @@
 """The public action page: text, count, form; signing by posting it, framed or not."""
 
+import re
+
 import pytest
 from django.core import mail
 
@@ -154,3 +156,20 @@ def test_frame_ancestors_never_carries_anything_but_origins(client, petition):
     csp = client.get("/act/el-fasher/embed/")["Content-Security-Policy"]
     assert "script-src" not in csp and "y.example" not in csp
     assert "https://ok.example" in csp
+
+
+def test_confirming_needs_the_csrf_token_of_its_own_page(
+    client, petition, tasks_run_now, django_capture_on_commit_callbacks
+):
+    """Only signing is exempt: the confirmation that records consent needs its page's token."""
+    strict = client.__class__(enforce_csrf_checks=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        _post(strict, "/act/el-fasher/", opt_in="on")
+    link = next(word for word in mail.outbox[0].body.split() if "/act/confirm/" in word)
+    path = link.removeprefix("https://rally.example.org")
+    assert strict.post(path).status_code == 403
+    assert not Subscription.objects.exists()
+    page = strict.get(path).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    strict.post(path, {"csrfmiddlewaretoken": token})
+    assert Subscription.objects.exists()
