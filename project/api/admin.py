@@ -188,7 +188,14 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
             return [main]
         return [
             main,
-            ("Signing", {"fields": ["secret_shown"]}),
+            (
+                "Signing",
+                {
+                    "fields": ["secret_shown"],
+                    "description": "The receiver checks each request's Rally-Signature with "
+                    "this secret (docs/api.md shows how). Keep it as you would a password.",
+                },
+            ),
             (
                 "Deliveries",
                 {
@@ -228,11 +235,7 @@ class WebhookEndpointAdmin(admin.ModelAdmin):
 
     @admin.display(description="signing secret")
     def secret_shown(self, endpoint):
-        return format_html(
-            "<code>{}</code><div class='help'>The receiver checks each request's "
-            "Rally-Signature with it (docs/api.md shows how).</div>",
-            endpoint.secret,
-        )
+        return format_html("<code>{}</code>", endpoint.secret)
 
     @admin.display(description="last 30 deliveries")
     def recent_deliveries(self, endpoint):

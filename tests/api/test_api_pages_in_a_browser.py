@@ -75,3 +75,9 @@ def test_endpoint_page_shows_its_deliveries(browser_page, superuser, supporter, 
     _shoot(page, "api-endpoint.png")
     page.goto(f"{base}/admin/api/apikey/add/")
     _shoot(page, "api-key-add.png")
+    page.get_by_label("Name").fill("Waging Peace CRM")
+    page.get_by_label("Read supporters and their subscriptions").check()
+    page.get_by_role("button", name="Save", exact=True).click()
+    assert page.locator("#api-key-text").input_value().startswith("rally_")
+    assert _refused(browser_page.errors) == []
+    _shoot(page, "api-key-created.png")
