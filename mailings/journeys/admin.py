@@ -97,8 +97,9 @@ class StepInline(admin.TabularInline):
         "branch_to",
         "tag",
         "segment",
+        "there_now",
     )
-    readonly_fields = ("email",)
+    readonly_fields = ("email", "there_now")
     autocomplete_fields = ()
     ordering = ("position",)
     verbose_name = "step"
@@ -113,6 +114,13 @@ class StepInline(admin.TabularInline):
         url = reverse("admin:mailings_mailing_change", args=[step.mailing_id])
         label = step.mailing.subject or "Write the email"
         return format_html('<a href="{}">{}</a>', url, label)
+
+    @admin.display(description="there now")
+    def there_now(self, step):
+        if not step.pk:
+            return ""
+        count = Enrolment.objects.active().filter(step=step).count()
+        return f"{count:,}"
 
     def _editable(self, obj):
         if obj is None or obj.status == Journey.Status.DRAFT:

@@ -1,5 +1,7 @@
 """Campaign managers build, start, pause and read journeys in the admin."""
 
+import re
+
 import pytest
 from django.urls import reverse
 
@@ -83,6 +85,9 @@ def test_start_pause_and_report_buttons(client, campaign_user, welcome, newcomer
     first, wait = versions[0][1][0], versions[0][1][1]
     assert (first.entered, first.sent) == (1, 1)
     assert wait.waiting == 1
+    page = client.get(_change(welcome)).content.decode()
+    there_now = re.findall(r'class="field-there_now">\s*<p>([\d,]+)</p>', page)
+    assert there_now == ["0", "1", "0", "0", "0"]
     client.post(_do(welcome, "pause"))
     welcome.refresh_from_db()
     assert welcome.status == Journey.Status.PAUSED
