@@ -204,7 +204,7 @@ def test_making_the_same_segment_twice_gives_a_second_name(membership, sent):
         "People who opened “Autumn briefing”, matching “alice”",
         "People who opened “Autumn briefing”, matching “alice” (2)",
     ]
-    assert [s.size for s in Segment.objects.all()] == [1, 1]
+    assert [s.size for s in made_segments()] == [1, 1]
 
 
 def test_an_empty_list_makes_no_segment(membership, sent):
