@@ -267,9 +267,14 @@ def mailing_override_checks(*, mailing: Mailing, actor) -> Mailing:
 
 
 def mailing_update_check(*, mailing: Mailing) -> None:
-    """Refuse (MailingRefused) to change a mailing once sending has started."""
-    current = Mailing.objects.filter(pk=mailing.pk).values_list("status", flat=True).first()
-    if current is not None and current not in Mailing.EDITABLE_STATUSES:
+    """Refuse (MailingRefused) to change a mailing once sending has started.
+
+    A journey's email may be corrected while its journey runs (Mailing.is_editable).
+    """
+    current = Mailing.objects.filter(pk=mailing.pk).values_list("status", "kind").first()
+    if current is not None and current[1] == Mailing.Kind.JOURNEY:
+        return
+    if current is not None and current[0] not in Mailing.EDITABLE_STATUSES:
         raise MailingRefused(
             "This mailing can no longer be edited: sending has started. "
             "Duplicate it to write a new one."

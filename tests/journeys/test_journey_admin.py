@@ -140,3 +140,15 @@ def test_the_admin_home_does_not_list_journey_emails_as_sending(live_welcome):
 
     assert Mailing.objects.filter(kind="journey", status="sending").exists()
     assert dashboard._mailings_now() == []
+
+
+def test_a_live_journeys_email_can_be_corrected(client, campaign_user, live_welcome):
+    """Its page opens for editing, and the service that guards edits lets it through."""
+    from mailings import services as mailing_services
+
+    mailing = Mailing.objects.filter(kind="journey").first()
+    client.force_login(campaign_user)
+    page = client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
+    assert page.status_code == 200
+    assert page.context["has_change_permission"] is True
+    mailing_services.mailing_update_check(mailing=mailing)  # no refusal
