@@ -367,6 +367,10 @@ class MailingAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request, obj=None):
         fieldsets = super().get_fieldsets(request, obj)
+        if obj is not None and obj.kind == Mailing.Kind.JOURNEY:
+            # Its audience and sending are its journey's: only the words are edited here.
+            keep = ("Content", "Plain text and web copy", "Sender", None)
+            fieldsets = [(name, options) for name, options in fieldsets if name in keep]
         if obj is None or self.has_change_permission(request, obj):
             return fieldsets
         # Read-only (sent): the content as a link to its preview, not its JSON.
@@ -417,7 +421,7 @@ class MailingAdmin(admin.ModelAdmin):
 
         Once sending starts the status panel shows the test, so the form does not.
         """
-        if obj is not None and not obj.is_editable:
+        if obj is not None and (not obj.is_editable or obj.kind == Mailing.Kind.JOURNEY):
             return []
         inlines = super().get_inline_instances(request, obj)
         if request.method != "POST":

@@ -125,6 +125,9 @@ def test_build_a_journey_and_a_new_supporter_gets_both_emails(
     _shot(page, "journey-report")
     page.goto(f"{base}/admin/journeys/journey/")
     _shot(page, "journey-list")
+    first_email = journey.steps_of().filter(kind="email").first().mailing
+    page.goto(f"{base}/admin/mailings/mailing/{first_email.pk}/change/")
+    _shot(page, "journey-email")
     assert errors == []
     assert CampaignInterest.objects.count() == 1
     staff.close()

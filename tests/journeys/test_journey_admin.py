@@ -151,4 +151,8 @@ def test_a_live_journeys_email_can_be_corrected(client, campaign_user, live_welc
     page = client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk]))
     assert page.status_code == 200
     assert page.context["has_change_permission"] is True
+    html = page.content.decode()
+    assert "An email of the journey “Welcome series”" in html
+    assert "Send now" not in html
+    assert 'name="interests"' not in html  # the journey's topics, set on the journey
     mailing_services.mailing_update_check(mailing=mailing)  # no refusal
