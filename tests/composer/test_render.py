@@ -181,9 +181,11 @@ def test_web_html_escapes_supporter_facing_text():
 
 
 def test_a_colour_that_is_not_hex_falls_back_to_the_built_in_one(interest):
-    template = EmailTemplate.objects.create(name="Odd", brand_colour='red" onload="x')
+    template = EmailTemplate.objects.create(
+        name="Odd", brand_colour="#12345g", text_colour='"><b x'
+    )
 
     html = render.render_mailing(MailingFactory(template=template, interests=[interest])).html
 
-    assert "onload" not in html
-    assert "#0d3b4f" in html  # the built-in brand colour
+    assert "#12345g" not in html and "<b x" not in html
+    assert "#0d3b4f" in html and "#1d2a33" in html  # the built-in brand and text colours
