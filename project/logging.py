@@ -59,10 +59,12 @@ class ContextFilter(logging.Filter):
         return True
 
 
-# The supporter links of mailings/urls.py whose path holds a token: /join/confirm/<token>/,
-# /preferences/<token>/ (and the pages under it), /my-data/<token>/ and /unsubscribe/<token>/.
-# "/preferences/" alone, the "email me my link" form, holds none.
-_LINK_TOKEN = re.compile(r"(/(?:join/confirm|preferences|my-data|unsubscribe)/)[^/\s?#\"'<>]+")
+# The supporter links whose path holds a token: /join/confirm/<token>/, /act/confirm/<token>/
+# (an action's opt-ins), /preferences/<token>/ (and the pages under it), /my-data/<token>/
+# and /unsubscribe/<token>/. "/preferences/" alone, the "email me my link" form, holds none.
+_LINK_TOKEN = re.compile(
+    r"(/(?:join/confirm|act/confirm|preferences|my-data|unsubscribe)/)[^/\s?#\"'<>]+"
+)
 _STRIPPED = r"\g<1><token>"
 
 

@@ -146,6 +146,7 @@ def test_every_link_route_with_a_token_is_covered():
     """A new page taking a token in its path is stripped too, or this fails."""
     names = sorted(supporter_link_routes())
     assert names == [
+        "action-confirm",
         "data-download",
         "preferences",
         "preferences-data",
