@@ -401,7 +401,12 @@ def prepare(mailing, variant=None):
     With an A/B test's `variant`, the mailing as that variant sends it (its
     subject, and its preheader and blocks where it has its own).
     """
-    key = (mailing.pk, mailing.updated_at, variant.pk if variant else None)
+    key = (
+        mailing.pk,
+        mailing.updated_at,
+        variant.pk if variant else None,
+        _template_version(mailing),
+    )
     prepared = _prepared.get(key)
     if prepared is None:
         if len(_prepared) > 20:
@@ -409,6 +414,22 @@ def prepare(mailing, variant=None):
         source = variant.applied_to(mailing) if variant else mailing
         prepared = _prepared[key] = PreparedMailing(source)
     return prepared
+
+
+def _template_version(mailing):
+    """Return when the mailing's email template (or the default) last changed: one small query.
+
+    A header or footer changed while a journey email or a long mailing sends
+    reaches the messages prepared after it.
+    """
+    from mailings.models import EmailTemplate
+
+    templates = (
+        EmailTemplate.objects.filter(pk=mailing.template_id)
+        if mailing.template_id
+        else EmailTemplate.objects.filter(is_default=True)
+    )
+    return templates.values_list("pk", "updated_at").first()
 
 
 # -- checks staff see before sending ------------------------------------------------------

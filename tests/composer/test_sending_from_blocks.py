@@ -131,3 +131,22 @@ def test_a_test_send_of_blocks_that_cannot_be_built_says_why(interest, campaign_
     with pytest.raises(MailingRefused, match=r"Block 1 \(button\): the button needs a link"):
         services.mailing_send_test(mailing=broken, to=[campaign_user.email])
     assert mail.outbox == []
+
+
+def test_a_changed_footer_reaches_the_messages_prepared_after_it(interest):
+    """A worker keeps a mailing compiled, but not past a change to its email template."""
+    from mailings import emails
+    from mailings.models import EmailTemplate
+
+    template = EmailTemplate.objects.create(name="Ours", postal_address="1 Old Street, London")
+    mailing = MailingFactory(template=template)
+    mailing.interests.add(interest)
+    supporter = SupporterFactory()
+
+    before = emails.prepare(mailing).message(supporter).alternatives[0][0]
+    template.postal_address = "2 New Road, Leeds"
+    template.save()
+    after = emails.prepare(mailing).message(supporter).alternatives[0][0]
+
+    assert "1 Old Street" in before
+    assert "2 New Road" in after
