@@ -13,6 +13,8 @@ parameters. Each statement is here because docs/performance.md shows it pays:
   selected load on first use, as with `QuerySet.only()`).
 - One-click unsubscribe: subscriptions_withdraw, the PostgreSQL twin of
   crm.services.consent.supporter_unsubscribe.
+- Bulk subscribing with evidence (the API's batch upsert, staff bulk actions):
+  subscriptions_grant, the twin of crm.services.consent.supporters_subscribe's writes.
 - Imports: the state check (match_any, import_state_fingerprint, the twin of
   crm.imports.state._State.fingerprint), the lock taken while confirming, the
   bulk writes of crm.imports.writers._PostgresWriter (COPY and set-based SQL,
@@ -23,7 +25,7 @@ parameters. Each statement is here because docs/performance.md shows it pays:
 Only PostgreSQL runs these: callers ask in_use() whether to take a statement
 or its ORM twin, and the equivalence tests (tests/sql/) run both on PostgreSQL.
 Statements that write Subscription, ConsentRecord, Suppression or AuditEvent
-(subscriptions_withdraw, import_subscribe) are run only by crm.services, like
+(subscriptions_withdraw, subscriptions_grant, import_subscribe) are run only by crm.services, like
 every other write to those tables (tests/test_consent_writes.py checks).
 """
 
@@ -186,6 +188,78 @@ def subscriptions_withdraw(
         cursor.execute(sql, params)
         rows = cursor.fetchall()
     return instances(CampaignInterest, INTEREST_FIELDS, rows, "withdrawn")
+
+
+def subscriptions_grant(*, supporter_ids, interest, method, actor, actor_label, now, **details):
+    """PostgreSQL: subscribe `supporter_ids` to `interest` with their evidence, in one statement.
+
+    The twin of the ORM writes in crm.services.consent.supporters_subscribe
+    (its only caller, which has already left out who may not be subscribed):
+    a subscription, a "granted" consent record (with `details`: wording,
+    version, partner, lawful basis) and an audit event for each supporter.
+    The ids travel as one parameter and every other value once, instead of
+    a model instance and its dozen parameters per row.
+
+    Pays in bench/api_bench.py (docs/performance.md, "API").
+    """
+    subscription = Subscription(
+        interest=interest,
+        status=Subscription.Status.SUBSCRIBED,
+        subscribed_at=now,
+        updated_at=now,
+    )
+    record = ConsentRecord(
+        interest=interest,
+        action=ConsentRecord.Action.GRANTED,
+        method=method,
+        actor=actor,
+        actor_label=actor_label,
+        created_at=now,
+        **details,
+    )
+    event = AuditEvent(
+        kind=AuditEvent.Kind.CONSENT_GRANTED,
+        actor=actor,
+        source=actor_label or method,
+        detail={"interest": interest.slug, "method": method, "mailing": None},
+        created_at=now,
+    )
+    writes = []
+    params = {"supporters": _id_list(supporter_ids)}
+    for name, instance in (("sub", subscription), ("rec", record), ("evt", event)):
+        names, values = column_values(instance, leave_out="supporter")
+        placeholders = []
+        for index, value in enumerate(values):
+            params[f"{name}{index}"] = value
+            placeholders.append(f"%({name}{index})s")
+        writes.append((type(instance)._meta.db_table, names, ", ".join(placeholders)))
+    (
+        (sub_table, sub_columns, sub_values),
+        (rec_table, rec_columns, rec_values),
+        (
+            evt_table,
+            evt_columns,
+            evt_values,
+        ),
+    ) = writes
+    # Table and column names come from the models; values are parameters.
+    sql = f"""
+        WITH granted AS (
+            SELECT supporter_id, position
+            FROM unnest(string_to_array(%(supporters)s, ',')::bigint[])
+                WITH ORDINALITY AS g (supporter_id, position)
+        ), subscribed AS (
+            INSERT INTO {sub_table} ({sub_columns}, supporter_id)
+            SELECT {sub_values}, supporter_id FROM granted ORDER BY position
+        ), recorded AS (
+            INSERT INTO {rec_table} ({rec_columns}, supporter_id)
+            SELECT {rec_values}, supporter_id FROM granted ORDER BY position
+        )
+        INSERT INTO {evt_table} ({evt_columns}, supporter_id)
+        SELECT {evt_values}, supporter_id FROM granted ORDER BY position
+    """  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def column_values(instance, *, leave_out):

@@ -392,31 +392,45 @@ def supporters_subscribe(
                 already += 1
             else:
                 new.append(pk)
-        Subscription.objects.bulk_create(
-            (
-                Subscription(
-                    supporter_id=pk,
-                    interest=interest,
-                    status=Subscription.Status.SUBSCRIBED,
-                    subscribed_at=now,
-                )
-                for pk in new
-            ),
-            batch_size=BULK_BATCH_SIZE,
-        )
-        _record_consent(
-            supporter_ids=new,
-            topics=[interest],
-            action=ConsentRecord.Action.GRANTED,
-            method=method,
-            actor=actor,
-            actor_label=actor_label,
-            now=now,
-            lawful_basis=LawfulBasis.CONSENT,
-            wording=wording,
-            wording_version=wording_version,
-            partner=partner,
-        )
+        evidence = {
+            "lawful_basis": LawfulBasis.CONSENT,
+            "wording": wording,
+            "wording_version": wording_version,
+            "partner": partner,
+        }
+        if new and sql.in_use():
+            sql.subscriptions_grant(
+                supporter_ids=new,
+                interest=interest,
+                method=method,
+                actor=actor,
+                actor_label=actor_label,
+                now=now,
+                **evidence,
+            )
+        elif new:
+            Subscription.objects.bulk_create(
+                (
+                    Subscription(
+                        supporter_id=pk,
+                        interest=interest,
+                        status=Subscription.Status.SUBSCRIBED,
+                        subscribed_at=now,
+                    )
+                    for pk in new
+                ),
+                batch_size=BULK_BATCH_SIZE,
+            )
+            _record_consent(
+                supporter_ids=new,
+                topics=[interest],
+                action=ConsentRecord.Action.GRANTED,
+                method=method,
+                actor=actor,
+                actor_label=actor_label,
+                now=now,
+                **evidence,
+            )
     return BulkSubscription(len(new), already, opted_out, unmailable)
 
 
