@@ -222,6 +222,10 @@ class NewsletterList(ChangeList):
         return queryset.filter(kind=Mailing.Kind.NEWSLETTER)
 
 
+# What the accessibility check reads: a change to any of them ends an override.
+CONTENT_FIELDS = ("blocks", "template_id", "subject", "preheader", "body_text")
+
+
 @admin.register(Mailing)
 class MailingAdmin(admin.ModelAdmin):
     def get_changelist(self, request, **kwargs):
@@ -412,6 +416,17 @@ class MailingAdmin(admin.ModelAdmin):
     def save_model(self, request, obj, form, change):
         if change:
             services.mailing_update_check(mailing=obj)
+            saved = Mailing.objects.filter(pk=obj.pk).values(*CONTENT_FIELDS).first() or {}
+            if obj.checks_overridden_at and any(
+                saved.get(field) != getattr(obj, field) for field in CONTENT_FIELDS
+            ):
+                # Staff allowed sending despite the problems they saw, not despite new ones.
+                obj.checks_overridden_at = obj.checks_overridden_by = None
+                messages.info(
+                    request,
+                    "The content changed, so sending despite the check must be allowed again "
+                    "if problems remain.",
+                )
         elif obj.created_by_id is None:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)

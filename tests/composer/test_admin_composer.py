@@ -193,3 +193,23 @@ def test_preview_frame_is_the_real_email_sandboxed(client, membership_user):
     page = client.get(f"/admin/mailings/mailing/{mailing.pk}/preview/").content.decode()
     assert page.count("<iframe") == 2
     assert page.count(" sandbox ") == 2
+
+
+def test_changing_the_content_ends_an_override(client, campaign_user):
+    """Sending despite the check was allowed for the content staff saw, not for what came after."""
+    mailing = MailingFactory(blocks=[TEXT, NO_ALT])
+    client.force_login(campaign_user)
+    url = f"/admin/mailings/mailing/{mailing.pk}/change/"
+    fields = {"name": mailing.name, "subject": mailing.subject, "preheader": mailing.preheader}
+    _post_mailing(client, url, [TEXT, NO_ALT], **fields)
+    client.post(f"/admin/mailings/mailing/{mailing.pk}/checks/override/")
+
+    mailing.refresh_from_db()
+    _post_mailing(client, url, mailing.blocks, **fields)  # saved again as it was
+    mailing.refresh_from_db()
+    assert mailing.checks_overridden_by == campaign_user
+
+    _post_mailing(client, url, [*mailing.blocks, {**NO_ALT, "id": "pic2"}], **fields)
+    mailing.refresh_from_db()
+    assert mailing.checks_overridden_at is None
+    assert mailing.checks_overridden_by is None
