@@ -10,6 +10,7 @@ from crm.models import (
     Subscription,
     Supporter,
 )
+from mailings.actions.models import Signature
 
 pytestmark = pytest.mark.django_db
 
@@ -43,3 +44,17 @@ def test_every_demo_subscription_is_backed_by_a_consent_record():
 def test_seed_demo_if_empty_leaves_existing_data_alone(supporter):
     call_command("seed_demo", supporters=50, if_empty=True, verbosity=0)
     assert Supporter.objects.count() == 1
+
+
+def test_seed_demo_opens_a_co_sponsored_petition_with_signatures(client):
+    call_command("seed_demo", supporters=200, verbosity=0)
+
+    page = client.get("/act/protect-civilians-in-sudan/")
+
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "Protect civilians in Darfur" in text
+    assert "Waging Peace may email me" in text and "Aegis Trust may email me" in text
+    signed = Signature.objects.filter(action__slug="protect-civilians-in-sudan").count()
+    assert 0 < signed <= 200
+    assert f"{signed:,}" in text  # the count, at once

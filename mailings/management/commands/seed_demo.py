@@ -32,6 +32,9 @@ class Command(BaseCommand):
         from mailings.journeys.demo import demo_journeys
 
         counts.update(demo_journeys())
+        from mailings.actions.demo import demo_actions
+
+        counts.update(demo_actions())
         self.stdout.write(
             self.style.SUCCESS(
                 f"Demo data ready in {time.monotonic() - started:.1f}s: "
