@@ -78,6 +78,8 @@ MODEL_ACCESS = {
     "actions.action": {SUPERUSER: "vacd", MEMBERSHIP: "v", CAMPAIGN: "vacd"},
     "actions.signature": {SUPERUSER: "v", MEMBERSHIP: "v", CAMPAIGN: "v"},
     "crm.partneroptoutfile": {SUPERUSER: "va", MEMBERSHIP: "va"},
+    # Journeys: campaign managers build and run them (a journey that ran is never deleted).
+    "journeys.journey": {SUPERUSER: "vacd", CAMPAIGN: "vacd"},
 }
 
 # Custom pages: (who may GET, who may POST); POST None for pages that only show
@@ -122,6 +124,10 @@ CUSTOM = {
     "actions_action_target_csv": (EVERY_ROLE, None),
     "actions_action_segment": (M, M),
     "crm_partneroptoutfile_unmatched": (M, None),
+    # A journey's report, its buttons (start, pause, new version...) and moving people.
+    "journeys_journey_report": (C, None),
+    "journeys_journey_action": (NOBODY, C),
+    "journeys_journey_move": (NOBODY, C),
 }
 # /admin/mailings/mailing/<pk>/do/<action>/: POST-only buttons.
 MAILING_BUTTONS = {
@@ -178,6 +184,7 @@ ACTIONS = {
     "actions.action": {SUPERUSER: {"delete_selected"}, CAMPAIGN: {"delete_selected"}},
     "actions.signature": {},
     "crm.partneroptoutfile": {},
+    "journeys.journey": {},
 }
 
 STANDARD = {
@@ -264,6 +271,7 @@ def world(
         ),
         "otp_totp.totpdevice": TOTPDevice.objects.create(user=nobody, name="Phone"),
         **_action_objects(partner),
+        "journeys.journey": _journey(interest),
     }
     assert all(objects.values()), objects
     users = {
@@ -283,6 +291,14 @@ def world(
         "mailing": newsletter,
         "interest": interest,
     }
+
+
+def _journey(interest):
+    from mailings.journeys.models import Journey
+
+    journey = Journey.objects.create(name="Welcome series")
+    journey.interests.set([interest])
+    return journey
 
 
 def _action_objects(partner):
