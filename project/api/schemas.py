@@ -145,16 +145,25 @@ class SubscriptionOut(Schema):
 
 
 class SupporterOut(Schema):
+    """A supporter as a key may see them.
+
+    A partner's key sees someone who only opted in to the partner on an action
+    page as its sync file does: the address, the fields they agreed to share and
+    when they opted in (`opted_in_at`), nothing of ours (no status, no topics).
+    """
+
     id: int
     email: str
-    first_name: str
-    last_name: str
-    status: str
-    suppressed: bool
+    first_name: str | None = None
+    last_name: str | None = None
+    status: str | None = None
+    suppressed: bool | None = None
     postcode: str | None = None
     country: str | None = None
+    phone: str | None = None
     created_at: datetime.datetime | None = None
-    subscriptions: list[SubscriptionOut]
+    opted_in_at: datetime.datetime | None = None
+    subscriptions: list[SubscriptionOut] | None = None
 
 
 class LookupIn(Schema):

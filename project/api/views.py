@@ -20,7 +20,8 @@ from ninja.security import HttpBearer
 from crm import services
 from crm.exports import partner_opt_ins, partner_supporters
 from crm.imports.plan import SKIP_STATUS_REASONS
-from crm.models import AuditEvent, CampaignInterest, Subscription, Supporter
+from crm.models import AuditEvent, CampaignInterest, PartnerConsent, Subscription, Supporter
+from crm.services.partner_consent import SHAREABLE_FIELDS
 from mailings import reports
 from mailings.actions.models import Action
 from mailings.actions.models import wording_version as version_of
@@ -152,7 +153,39 @@ def _label(key, source=""):
     return f"{label}; source: {source}"[:200] if source else label[:200]
 
 
+def _opted_in_only(supporter, key):
+    """Return what a partner's key may see of someone who only opted in to the partner.
+
+    None when the supporter came from the partner, whom its sync file shows as ours do.
+    """
+    if not key.partner_id or partner_supporters(key.partner).filter(pk=supporter.pk).exists():
+        return None
+    latest = (
+        PartnerConsent.objects.filter(partner_id=key.partner_id, supporter=supporter)
+        .order_by("-created_at", "-id")
+        .values_list("fields", "created_at")
+        .first()
+    )
+    agreed, when = latest or ([], None)
+    shared = {name: str(getattr(supporter, name)) for name in agreed if name in SHAREABLE_FIELDS}
+    return {"id": supporter.pk, "email": supporter.email, "opted_in_at": when, **shared}
+
+
 def _supporter_out(supporter, key):
+    data = _opted_in_only(supporter, key) or _in_full(supporter, key)
+    services.audit_event_add(
+        AuditEvent.Kind.EXPORTED,
+        supporter=supporter,
+        source=f"api:{key.prefix}",
+        via="api",
+        what="supporter",
+        key=key.name,
+        rows=1,
+    )
+    return data
+
+
+def _in_full(supporter, key):
     subscriptions = (
         Subscription.objects.filter(supporter=supporter)
         .select_related("interest")
@@ -183,15 +216,6 @@ def _supporter_out(supporter, key):
             country=str(supporter.country),
             created_at=supporter.created_at,
         )
-    services.audit_event_add(
-        AuditEvent.Kind.EXPORTED,
-        supporter=supporter,
-        source=f"api:{key.prefix}",
-        via="api",
-        what="supporter",
-        key=key.name,
-        rows=1,
-    )
     return data
 
 

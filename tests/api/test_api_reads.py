@@ -4,7 +4,7 @@ import pytest
 from django.utils import timezone
 
 from crm.models import AuditEvent, ConsentRecord
-from crm.services import consent_grant
+from crm.services import consent_grant, partner_consent_grant
 from mailings.models import Delivery, Mailing
 from tests.factories import DeliveryFactory, SupporterFactory
 
@@ -110,3 +110,23 @@ def test_mailing_results(client, auth, interest, supporter):
     assert one["figures"]["sent"] == 1
     assert one["interests"] == ["r2p"]
     assert client.get("/api/mailings/999999", **auth).status_code == 404
+
+
+def test_partner_key_sees_of_an_opt_in_only_what_they_agreed_to_share(
+    client, make_key, partner, interest
+):
+    """Someone who ticked only the partner's box on an action page: the address, the fields
+    they agreed to share and when; none of our topics or status."""
+    signer = SupporterFactory(email="signer@example.org", first_name="Nadia", last_name="Osman",
+                              postcode="LS1 4AP")  # fmt: skip
+    consent_grant(supporter=signer, interest=interest, method="staff", actor_label="t")
+    partner_consent_grant(supporter=signer, partner=partner, fields=["first_name"])
+    _, headers = make_key(partner=partner)
+
+    found = _lookup(client, headers, "signer@example.org").json()
+
+    assert found["email"] == "signer@example.org"
+    assert found["first_name"] == "Nadia"
+    assert found["opted_in_at"]
+    assert found["last_name"] is None and found["postcode"] is None
+    assert found["subscriptions"] is None and found["status"] is None
