@@ -4,7 +4,7 @@ Moving supporters along is mailings.journeys.engine.
 """
 
 from django.db import transaction
-from django.db.models import Max
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from mailings import sending
@@ -58,7 +58,12 @@ def journey_sync_emails(*, journey: Journey) -> None:
     changes = {"status": status}
     if status == Mailing.Status.SENDING:
         changes.update(last_error="")
-    Mailing.objects.filter(pk__in=mailings.values("pk")).exclude(status=status).update(**changes)
+    changing = Mailing.objects.filter(pk__in=mailings.values("pk")).exclude(status=status)
+    if status == Mailing.Status.SENDING:
+        # An email the deliverability guard paused waits for staff to resume or
+        # cancel it on its own page; saving or resuming its journey is no answer.
+        changing = changing.exclude(Q(status=Mailing.Status.PAUSED) & ~Q(guard_tripped=""))
+    changing.update(**changes)
     Mailing.objects.filter(pk__in=mailings.values("pk"), started_at__isnull=True).filter(
         status=Mailing.Status.SENDING
     ).update(started_at=timezone.now())

@@ -150,3 +150,21 @@ def test_nobody_is_moved_onto_unpublished_steps(live_welcome, campaign_user):
         services.enrolments_move(
             journey=live_welcome, from_step=live, to_step=draft, actor=campaign_user
         )
+
+
+def test_an_email_the_guard_paused_stays_paused_when_its_journey_is_saved(
+    live_welcome, campaign_user
+):
+    """Only staff, on the email's own page, resume what the deliverability guard stopped."""
+    first, second = Mailing.objects.filter(kind="journey").order_by("pk")[:2]
+    Mailing.objects.filter(pk=first.pk).update(
+        status=Mailing.Status.PAUSED, guard_tripped="bounces", last_error="Too many bounces."
+    )
+
+    services.journey_pause(journey=live_welcome, actor=campaign_user)
+    services.journey_resume(journey=live_welcome, actor=campaign_user)
+
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert (first.status, first.last_error) == (Mailing.Status.PAUSED, "Too many bounces.")
+    assert second.status == Mailing.Status.SENDING
