@@ -434,10 +434,18 @@ def supporters_subscribe(
     return BulkSubscription(len(new), already, opted_out, unmailable)
 
 
-def supporters_unsubscribe(*, supporters, interest: CampaignInterest, actor, method: str) -> int:
+def supporters_unsubscribe(
+    *,
+    supporters,
+    interest: CampaignInterest,
+    actor,
+    method: str,
+    actor_label: str = "staff bulk action",
+) -> int:
     """Unsubscribe `supporters` from `interest` (a staff bulk action); return how many were in it.
 
-    One transaction; a consent record and an audit event for each supporter who was subscribed.
+    One transaction; a consent record and an audit event for each supporter who was
+    subscribed, naming `actor_label` (a journey's step names its journey).
     """
     with transaction.atomic():
         now = timezone.now()
@@ -456,7 +464,7 @@ def supporters_unsubscribe(*, supporters, interest: CampaignInterest, actor, met
             action=ConsentRecord.Action.WITHDRAWN,
             method=method,
             actor=actor,
-            actor_label="staff bulk action",
+            actor_label=actor_label,
             now=now,
         )
     return len(left)

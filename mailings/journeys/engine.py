@@ -631,6 +631,7 @@ class _Walk:
                 interest=step.interest,
                 actor=None,
                 method=ConsentRecord.Method.STAFF,
+                actor_label=label,
             )
         elif step.kind == kind.SEGMENT_ADD and step.segment_id:
             crm_services.segment_add_members(segment=step.segment, supporters=supporters)

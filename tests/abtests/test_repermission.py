@@ -60,6 +60,7 @@ def test_those_who_click_stay_and_the_silent_are_unsubscribed_with_a_consent_rec
         supporter=pat, interest=interest, action=ConsentRecord.Action.WITHDRAWN
     )
     assert withdrawn.count() == 1
+    assert withdrawn.get().actor_label == f"journey “Re-permission: {segment}”"
     assert ConsentRecord.objects.filter(supporter=olu, action="withdrawn").exists() is False
     assert len(mail.outbox) == 2  # asked once, nothing more
 
