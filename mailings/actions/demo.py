@@ -84,10 +84,8 @@ def demo_actions(signatures=300):
                 )
         # Demo supporters sign straight into the table: they are people already on the
         # list, and no confirmation email is sent for them.
-        chosen = random.Random(7).sample(
-            list(Supporter.objects.mailable().values_list("pk", flat=True)[:2000]),
-            k=min(signatures, Supporter.objects.mailable().count()),
-        )
+        mailable = list(Supporter.objects.mailable().values_list("pk", flat=True)[:2000])
+        chosen = random.Random(7).sample(mailable, k=min(signatures, len(mailable)))
         partners = {p.partner.slug: p.partner for p in action.cosponsors.select_related("partner")}
         rows = []
         for index, supporter_id in enumerate(chosen):
