@@ -275,6 +275,18 @@ def column_values(instance, *, leave_out):
 
 
 @functools.cache
+def column_casts(model, *, leave_out) -> tuple[str, str]:
+    """Return the quoted columns column_values names, and "CAST(%s AS type), ..." for its values.
+
+    For an INSERT … SELECT, where PostgreSQL cannot take the parameters'
+    types from the columns they go into.
+    """
+    fields, columns = _insert_columns(model, leave_out)
+    casts = ", ".join(f"CAST(%s AS {field.cast_db_type(connection)})" for field in fields)
+    return columns, casts
+
+
+@functools.cache
 def _insert_columns(model, leave_out):
     fields = [
         field

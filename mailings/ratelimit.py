@@ -44,6 +44,9 @@ def count(scope: str, key: str, window: int) -> int:
     bucket = int(time.time() // window)
     digest = salted_hmac("rally.ratelimit", f"{scope}:{key}").hexdigest()[:32]
     cache_key = f"ratelimit:{scope}:{digest}:{bucket}"
+    if hasattr(cache, "incr_in_window"):
+        # project.cache.RedisCache: one round trip.
+        return cache.incr_in_window(cache_key, window + 1)
     cache.add(cache_key, 0, timeout=window + 1)
     try:
         return cache.incr(cache_key)

@@ -204,7 +204,7 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "project.cache.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "rally",
         }
@@ -299,6 +299,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("RALLY_AB_CHECK_SECONDS", default=60.0),
     },
     # -- actions and partner sync (beat entries) --
+    # Emails signers who ticked a box, should the task their signature queued
+    # have been lost (mailings.actions.services.confirmations_due).
+    "actions-send-confirmations": {
+        "task": "mailings.actions.send_confirmations",
+        "schedule": env.float("RALLY_SWEEP_SECONDS", default=30.0),
+    },
     # -- API and outbound webhooks (beat entries) --
     # Turns new consent records and audit events into webhook deliveries
     # (project.api.webhooks.webhooks_fan_out), then queues those due.

@@ -177,7 +177,12 @@ class Signature(models.Model):
         PENDING = "pending", "Waiting for email confirmation"
         CONFIRMED = "confirmed", "Confirmed"
 
-    action = models.ForeignKey(Action, on_delete=models.CASCADE, related_name="signatures")
+    action = models.ForeignKey(
+        Action,
+        on_delete=models.CASCADE,
+        related_name="signatures",
+        db_index=False,  # actions_signature_once_per_person (action, supporter)
+    )
     supporter = models.ForeignKey(
         Supporter,
         on_delete=models.CASCADE,
@@ -209,6 +214,10 @@ class Signature(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     confirmed_at = models.DateTimeField(null=True, blank=True)
+    # Set when the email asking to confirm the pending choices is queued (and
+    # cleared when signing again adds one): pending signatures without it are
+    # the outbox mailings.actions.services.action_confirmations_send empties.
+    emailed_at = models.DateTimeField(null=True, blank=True)
 
     objects = SignatureQuerySet.as_manager()
 
@@ -225,6 +234,11 @@ class Signature(models.Model):
                 fields=["source_partner"],
                 name="actions_signature_partner",
                 condition=Q(source_partner__isnull=False),
+            ),
+            models.Index(
+                fields=["id"],
+                name="actions_signature_to_email",
+                condition=Q(confirmation="pending", emailed_at__isnull=True),
             ),
         ]
 

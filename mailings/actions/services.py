@@ -11,9 +11,10 @@ choices wait for a click in a confirmation email; the signature does not.
 """
 
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import IntegrityError, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, transaction
 from django.utils import timezone
 
 from crm import exports
@@ -29,6 +30,7 @@ from crm.models import (
     email_hash,
 )
 from crm.services.partner_consent import partner_consent_current
+from mailings import sql as mailings_sql
 from mailings.actions.models import FIELDS, Action, Signature
 from mailings.actions.models import wording_version as version_of
 from mailings.selfservice import address_refused, supporter_update_details
@@ -207,6 +209,23 @@ def action_sign(
         if name in asked and raw[name]
     }
     ip = ip if settings.RALLY_RECORD_IP else None
+    if mailings_sql.in_use() and (settings.RALLY_ACTIONS_DOUBLE_OPT_IN or not (opt_in or choices)):
+        # A first signature, as the ORM way below would leave it.
+        first = Signature(
+            action=action,
+            source=source,
+            source_partner=source_partner,
+            page_url=page_url[:500],
+            ip_address=ip,
+        )
+        if opt_in or choices:
+            first.opted_in = opt_in
+            first.wording, first.wording_version = (wording, version) if opt_in else ("", "")
+            first.partner_choices = choices
+            first.confirmation = Signature.Confirmation.PENDING
+        person = Supporter(email=email, source=SOURCES[action.kind], **details)
+        if _sign_in_one_statement(first, person=person, given=details):
+            return first
     with transaction.atomic():
         supporter, new = _find_or_create_supporter(action=action, email=email, details=details)
         # Someone new cannot have signed yet: one statement fewer for most signers.
@@ -253,14 +272,38 @@ def action_sign(
             signature.ip_address = signature.ip_address or ip
             if settings.RALLY_ACTIONS_DOUBLE_OPT_IN:
                 signature.confirmation = Signature.Confirmation.PENDING
+                signature.emailed_at = None  # the new choices get an email of their own
                 signature.save()
-                signature_id = signature.pk
-                transaction.on_commit(lambda: _queue_confirmation(signature_id))
+                transaction.on_commit(confirmations_due)
             else:
                 signature.save()
                 signature = action_signature_confirm(signature=signature, pending_only=False)
     signature.counted = counted
     return signature
+
+
+def _sign_in_one_statement(signature, *, person, given) -> bool:
+    """Save `signature` (a first one) for `person` in one statement; return whether it was.
+
+    PostgreSQL only. `person` is who to create if their address is new;
+    `given` names the details they gave. Returns False, having written
+    nothing, when signing needs the ORM way in action_sign (its twin, which
+    tests/sql compares it with; mailings.sql.signature_insert says when).
+    """
+    person.email_hash = email_hash(person.email)
+    signed = mailings_sql.signature_insert(supporter=person, signature=signature, given=given)
+    if signed is None:
+        return False
+    signature.pk, supporter_id, first_name, _ = signed
+    # Saved, as Model.from_db leaves an instance it loads.
+    signature._state.adding, signature._state.db = False, DEFAULT_DB_ALIAS
+    signature.supporter = Supporter.from_db(
+        DEFAULT_DB_ALIAS, ["id", "first_name"], [supporter_id, first_name]
+    )
+    signature.counted = True
+    if signature.confirmation == Signature.Confirmation.PENDING:
+        transaction.on_commit(confirmations_due)
+    return True
 
 
 def _new_choices(signature, *, opt_in, choices) -> bool:
@@ -271,15 +314,55 @@ def _new_choices(signature, *, opt_in, choices) -> bool:
     )
 
 
-def _queue_confirmation(signature_id):
+# Set while a task to empty the outbox is queued and not yet started.
+CONFIRMATIONS_DUE = "actions:confirmations-due"
+
+
+def confirmations_due():
+    """Make sure a task comes to email the pending signatures (after they commit).
+
+    One queued task serves every signer until it starts, so a burst of
+    signatures costs one cache call each, not a task each. Should the task
+    be lost, the flag expires and beat's sweep (actions-send-confirmations)
+    empties the outbox anyway.
+    """
+    from mailings.actions import tasks
+
+    if cache.add(CONFIRMATIONS_DUE, True, timeout=60):
+        tasks.send_confirmations.delay()
+
+
+def action_confirmations_send(*, batch=500) -> int:
+    """Queue the confirmation email of every pending signature not yet emailed; return how many.
+
+    Each batch is claimed (emailed_at set) and its emails queued in one
+    transaction, so a crash queues them again rather than losing them (a
+    second copy of a confirmation is harmless), and two workers never take
+    the same signature. The same limits as /join/ hold: nobody floods an
+    inbox by signing in its name.
+    """
     from mailings import ratelimit
     from mailings.actions import tasks
 
-    email = Signature.objects.filter(pk=signature_id).values_list("supporter__email", flat=True)
-    email = email.first()
-    # The same limits as /join/: nobody floods an inbox by signing in its name.
-    if email and ratelimit.allow_address(email, "action") and ratelimit.allow_notice("action"):
-        tasks.send_action_confirmation.delay(signature_id)
+    cache.delete(CONFIRMATIONS_DUE)
+    queued = 0
+    while True:
+        with transaction.atomic():
+            due = list(
+                Signature.objects.filter(
+                    confirmation=Signature.Confirmation.PENDING, emailed_at__isnull=True
+                )
+                .select_for_update(skip_locked=True, of=("self",))
+                .order_by("pk")
+                .values_list("pk", "supporter__email")[:batch]
+            )
+            if not due:
+                return queued
+            Signature.objects.filter(pk__in=[pk for pk, _ in due]).update(emailed_at=timezone.now())
+            for pk, email in due:
+                if ratelimit.allow_address(email, "action") and ratelimit.allow_notice("action"):
+                    tasks.send_action_confirmation.delay(pk)
+                    queued += 1
 
 
 def action_signature_confirm(*, signature: Signature, pending_only: bool = True) -> Signature:

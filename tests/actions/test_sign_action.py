@@ -4,7 +4,7 @@ import pytest
 from django.core import mail
 
 from crm.models import ConsentRecord, PartnerConsent, Subscription, Supporter
-from mailings.actions import services, tokens
+from mailings.actions import services, tasks, tokens
 from mailings.actions.models import Signature, wording_version
 
 pytestmark = pytest.mark.django_db
@@ -86,6 +86,44 @@ def test_opt_ins_wait_for_the_emailed_confirmation(
     assert opt_in.page_url == "https://rally.example.org/act/el-fasher/"
     assert opt_in.ip_address == "203.0.113.9"
     assert not PartnerConsent.objects.filter(partner=stand).exists()
+
+
+def test_a_confirmation_whose_task_was_lost_is_sent_by_the_sweep(petition, tasks_run_now):
+    """The signature is its own outbox: beat's sweep emails what no queued task did, once."""
+    # Signed, but the task its commit would queue never ran (a broker lost it).
+    signature = services.action_sign(action=petition, email="nadia@example.org", opt_in=True)
+    assert mail.outbox == []
+
+    tasks.send_confirmations.delay()
+    tasks.send_confirmations.delay()
+
+    (message,) = mail.outbox
+    assert message.to == ["nadia@example.org"]
+    signature.refresh_from_db()
+    assert signature.emailed_at is not None
+    assert signature.confirmation == Signature.Confirmation.PENDING
+
+
+def test_each_new_choice_is_emailed_once(
+    petition, django_capture_on_commit_callbacks, tasks_run_now
+):
+    """Every signer with a box ticked gets one email; signing again with a new box, one more."""
+    with django_capture_on_commit_callbacks(execute=True):
+        for n in range(3):
+            services.action_sign(action=petition, email=f"p{n}@example.org", opt_in=True)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.action_sign(action=petition, email="p0@example.org", opt_in=True)  # nothing new
+    with django_capture_on_commit_callbacks(execute=True):
+        services.action_sign(action=petition, email="p1@example.org", partner_opt_ins=["aegis"])
+
+    assert sorted(message.to[0] for message in mail.outbox) == [
+        "p0@example.org",
+        "p1@example.org",
+        "p1@example.org",
+        "p2@example.org",
+    ]
+    assert "Aegis Trust" in mail.outbox[-1].body
+    assert not Signature.objects.filter(emailed_at__isnull=True, confirmation="pending").exists()
 
 
 def test_without_double_opt_in_each_box_is_recorded_at_once(petition, interest, stand, settings):

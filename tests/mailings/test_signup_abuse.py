@@ -106,7 +106,7 @@ def test_limits_are_shared_through_redis(settings, interest):
     """With Redis every web process shares the counts (atomic INCR)."""
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "project.cache.RedisCache",
             "LOCATION": settings.REDIS_URL,
             "KEY_PREFIX": f"rally-test-{id(settings)}",
         }
@@ -114,4 +114,8 @@ def test_limits_are_shared_through_redis(settings, interest):
     caches["default"].clear()
     results = [ratelimit.hit("test", "same-key", "3/h") for _ in range(5)]
     assert results == [True, True, True, False, False]
+    # Each count is forgotten after its window, not kept for ever.
+    redis = caches["default"]._cache.get_client()
+    (key,) = redis.keys(f"rally-test-{id(settings)}:*")
+    assert 3500 < redis.ttl(key) <= 3601
     caches["default"].clear()
