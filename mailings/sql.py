@@ -378,16 +378,19 @@ def signature_insert(*, supporter, signature, given) -> tuple | None:
 
     `supporter` and `signature` are unsaved instances holding what signing
     would save: the person as they would be created (their address trimmed
-    and hashed, and the details they gave, named in `given`), and their
-    signature without its supporter. The statement finds the person by address, or inserts them and
-    their history row (as simple_history's post_save writes it) when the
-    address is new and was not erased, then inserts the signature. Returns
-    (signature id, supporter id, supporter's first name, created), or None
-    having written nothing when signing needs more than that: an erased
-    address or supporter, a signature already there, details to fill in on a
-    known supporter, or the same address being added at this moment by
-    someone else. The caller then takes the ORM way
-    (mailings.actions.services.action_sign), its twin.
+    and hashed, and the details they gave, named in `given`), and their first
+    signature without its supporter. The statement finds the person by
+    address, or inserts them and their history row (as simple_history's
+    post_save writes it) when the address is new and was not erased, then
+    inserts the signature; someone who signed already, and ticks nothing
+    this time, is answered with the signature they have.
+
+    Returns (signature id, supporter id, supporter's first name, counted,
+    confirmation), or None having written nothing when signing needs more:
+    an erased address or supporter, details to fill in on a known
+    supporter, a second signature that ticks a box, or the same address
+    being added at this moment by someone else. The caller then takes the
+    ORM way (mailings.actions.services.action_sign), its twin.
 
     Pays in bench/action_bench.py (docs/performance.md, "Action pages"): the
     ORM's nine statements in a transaction cost most of a signature's CPU.
@@ -402,6 +405,10 @@ def signature_insert(*, supporter, signature, given) -> tuple | None:
         Suppression.Reason.ERASURE,
         connection.ops.adapt_datetimefield_value(timezone.now()),
         *signature_values,
+        signature.confirmation,
+        signature.action_id,
+        # A second signature with a box ticked adds it: the ORM way.
+        signature.confirmation == signature.Confirmation.NONE,
     ]
     with connection.cursor() as cursor:
         cursor.execute(_signature_insert_sql(tuple(sorted(given))), params)
@@ -430,6 +437,7 @@ def _signature_insert_sql(given):
         for field in history.concrete_fields
         if not field.name.startswith("history_")
     )
+    signatures = quote(Signature._meta.db_table)
     supporter_columns, supporter_casts = crm_sql.column_casts(Supporter, leave_out="id")
     signature_columns, signature_casts = crm_sql.column_casts(Signature, leave_out="supporter")
     # A known supporter with a blank the signer fills takes the ORM way, which
@@ -455,10 +463,15 @@ def _signature_insert_sql(given):
         "SELECT id, first_name, TRUE AS created FROM created "
         "UNION ALL SELECT id, first_name, FALSE FROM found WHERE NOT other"
         "), signed AS ("
-        f"INSERT INTO {quote(Signature._meta.db_table)} "
+        f"INSERT INTO {signatures} "
         f"({signature_columns}, {quote(Signature._meta.get_field('supporter').column)}) "
         f"SELECT {signature_casts}, person.id FROM person "
         "ON CONFLICT DO NOTHING RETURNING id, supporter_id"
-        ") SELECT signed.id, person.id, person.first_name, person.created "
-        "FROM signed JOIN person ON person.id = signed.supporter_id"
+        "), outcome AS ("
+        "SELECT id, supporter_id, TRUE AS counted, CAST(%s AS text) AS confirmation FROM signed "
+        f"UNION ALL SELECT id, supporter_id, FALSE, confirmation FROM {signatures} "
+        "WHERE action_id = %s AND supporter_id = (SELECT id FROM person) "
+        "AND NOT EXISTS (SELECT 1 FROM signed) AND %s"
+        ") SELECT outcome.id, person.id, person.first_name, outcome.counted, outcome.confirmation "
+        "FROM outcome JOIN person ON person.id = outcome.supporter_id"
     )

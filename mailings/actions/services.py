@@ -224,8 +224,9 @@ def action_sign(
             first.partner_choices = choices
             first.confirmation = Signature.Confirmation.PENDING
         person = Supporter(email=email, source=SOURCES[action.kind], **details)
-        if _sign_in_one_statement(first, person=person, given=details):
-            return first
+        signature = _sign_in_one_statement(first, person=person, given=details)
+        if signature is not None:
+            return signature
     with transaction.atomic():
         supporter, new = _find_or_create_supporter(action=action, email=email, details=details)
         # Someone new cannot have signed yet: one statement fewer for most signers.
@@ -282,28 +283,39 @@ def action_sign(
     return signature
 
 
-def _sign_in_one_statement(signature, *, person, given) -> bool:
-    """Save `signature` (a first one) for `person` in one statement; return whether it was.
+def _sign_in_one_statement(first, *, person, given) -> Signature | None:
+    """Sign in one statement: save `first` for `person` or return their signature.
 
-    PostgreSQL only. `person` is who to create if their address is new;
-    `given` names the details they gave. Returns False, having written
-    nothing, when signing needs the ORM way in action_sign (its twin, which
-    tests/sql compares it with; mailings.sql.signature_insert says when).
+    PostgreSQL only. `first` is the signature to save if this is their first;
+    `person` is who to create if their address is new; `given` names the
+    details they gave. Returns None, having written nothing, when signing
+    needs the ORM way in action_sign (its twin, which tests/sql compares it
+    with; mailings.sql.signature_insert says when).
     """
     person.email_hash = email_hash(person.email)
-    signed = mailings_sql.signature_insert(supporter=person, signature=signature, given=given)
+    signed = mailings_sql.signature_insert(supporter=person, signature=first, given=given)
     if signed is None:
-        return False
-    signature.pk, supporter_id, first_name, _ = signed
-    # Saved, as Model.from_db leaves an instance it loads.
-    signature._state.adding, signature._state.db = False, DEFAULT_DB_ALIAS
+        return None
+    pk, supporter_id, first_name, counted, confirmation = signed
+    if counted:
+        signature = first
+        signature.pk = pk
+        # Saved, as Model.from_db leaves an instance it loads.
+        signature._state.adding, signature._state.db = False, DEFAULT_DB_ALIAS
+    else:
+        # The signature they have (its other fields load if asked for).
+        signature = Signature.from_db(
+            DEFAULT_DB_ALIAS,
+            ["id", "action_id", "supporter_id", "confirmation"],
+            [pk, first.action_id, supporter_id, confirmation],
+        )
     signature.supporter = Supporter.from_db(
         DEFAULT_DB_ALIAS, ["id", "first_name"], [supporter_id, first_name]
     )
-    signature.counted = True
-    if signature.confirmation == Signature.Confirmation.PENDING:
+    signature.counted = counted
+    if counted and signature.confirmation == Signature.Confirmation.PENDING:
         transaction.on_commit(confirmations_due)
-    return True
+    return signature
 
 
 def _new_choices(signature, *, opt_in, choices) -> bool:

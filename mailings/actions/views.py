@@ -192,6 +192,7 @@ def _show(request, action, *, embed, source):
 
 def _sign(request, action, *, embed):
     frame_ancestors = _frame_ancestors(action) if embed else "'none'"
+    url = _page_url(request, action, embed=False)  # the one to share, framed or not
     form = SignForm(request.POST, action=action)
     source = request.POST.get("source", "")
     source = source if SOURCE.fullmatch(source) else ""
@@ -222,7 +223,7 @@ def _sign(request, action, *, embed):
                 partner_opt_ins=data["partners"],
                 source=source,
                 ip=ratelimit.client_ip(request),
-                page_url=_page_url(request, action, embed),
+                page_url=_page_url(request, action, embed) if embed else url,
                 wording_version=data["wording_version"] or None,
             )
         except services.SignatureRejected as error:
@@ -235,7 +236,6 @@ def _sign(request, action, *, embed):
         response = _respond(request, "action.html", context, frame_ancestors=frame_ancestors)
         add_never_cache_headers(response)
         return response
-    url = _page_url(request, action, embed=False)
     response = _respond(
         request,
         "thanks.html",

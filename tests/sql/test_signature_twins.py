@@ -107,16 +107,25 @@ def test_a_known_supporter_signing_is_written_as_the_orm_writes_it(both_ways, pe
     assert len(statement["signatures"]) == 1
 
 
-def test_signing_again_is_counted_once_either_way(both_ways, petition):
-    services.action_sign(action=petition, email="nadia@example.org")
+@pytest.mark.parametrize(
+    ("again", "confirmation"),
+    [
+        ({}, Signature.Confirmation.PENDING),  # the statement answers
+        ({"partner_opt_ins": ["aegis"]}, Signature.Confirmation.PENDING),  # the ORM adds the box
+    ],
+    ids=["nothing new", "a new box ticked"],
+)
+def test_signing_again_is_counted_once_either_way(both_ways, petition, again, confirmation):
+    services.action_sign(action=petition, email="nadia@example.org", opt_in=True)
 
     statement, orm = both_ways(
-        "mailings", signing(petition, email="Nadia@example.org", partner_opt_ins=["aegis"])
+        "mailings", signing(petition, email="Nadia@example.org", source="aegis", **again)
     )
 
     assert statement == orm
     assert statement["counted"] is False
-    assert statement["confirmation"] == Signature.Confirmation.PENDING
+    assert statement["confirmation"] == confirmation
+    assert [row["source"] for row in statement["signatures"]] == [""]
 
 
 def test_an_erased_address_cannot_sign_either_way(both_ways, petition):
@@ -154,11 +163,15 @@ def test_someone_new_signing_is_one_statement_on_postgresql(petition):
     assert saved.supporter.history.get().history_type == "+"
 
 
-def test_the_statement_writes_nothing_for_someone_who_signed(petition):
-    """It leaves a second signature to the ORM way, which adds any new opt-ins to the first."""
+def test_the_statement_answers_someone_who_signed_with_their_signature(petition):
+    """Ticking nothing, they get theirs back; ticking a box is left to the ORM way."""
     first = services.action_sign(action=petition, email="nadia@example.org")
-    again = Signature(action=petition, source="aegis")
     person = Supporter(email="nadia@example.org", email_hash=email_hash("nadia@example.org"))
+    again = Signature(action=petition, source="aegis")
 
+    answer = mailings_sql.signature_insert(supporter=person, signature=again, given={})
+    assert answer == (first.pk, first.supporter.pk, "", False, Signature.Confirmation.NONE)
+
+    again.confirmation = Signature.Confirmation.PENDING
     assert mailings_sql.signature_insert(supporter=person, signature=again, given={}) is None
     assert list(Signature.objects.values_list("pk", "source")) == [(first.pk, "")]
