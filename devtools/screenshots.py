@@ -83,6 +83,7 @@ def shots() -> list[Shot]:
     from django.urls import reverse
 
     from crm.models import Segment, Supporter
+    from mailings.journeys.models import Journey
     from mailings.models import Mailing
     from mailings.tokens import make_preferences_token
 
@@ -108,6 +109,8 @@ def shots() -> list[Shot]:
         .first()
     )
 
+    journey = Journey.objects.order_by("pk").first()
+
     def admin(name, *args):
         return reverse(f"admin:{name}", args=args)
 
@@ -130,6 +133,8 @@ def shots() -> list[Shot]:
         Shot("report", admin("mailings_mailing_report", sent.pk), full_page=True, max_height=2400),
         Shot("report-clickers", admin("mailings_mailing_report_people", sent.pk) + "?who=clicked"),
         Shot("erase", admin("crm_supporter_erase", supporter.pk)),
+        Shot("journeys", admin("journeys_journey_changelist")),
+        Shot("journey", admin("journeys_journey_change", journey.pk), full_page=True),
         Shot("join", reverse("signup"), phone=True, full_page=True),
         Shot(
             "preferences",

@@ -8,16 +8,22 @@ import pytest
 from crm.demo import demo_seed
 from devtools import screenshots
 from mailings.demo import demo_newsletters
+from mailings.journeys.demo import demo_journeys
 
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parent.parent
-GUIDE = ROOT / "docs" / "staff.md"
+# The staff guide, and the guides of its own for journeys that show its pictures.
+GUIDES = [ROOT / "docs" / "staff.md", ROOT / "docs" / "journeys.md"]
 PICTURES = ROOT / "docs" / "img" / "staff"
 
 
 def _pictures_in_the_guide():
-    return set(re.findall(r"img/staff/([a-z0-9-]+)\.png", GUIDE.read_text()))
+    return {
+        name
+        for guide in GUIDES
+        for name in re.findall(r"img/staff/([a-z0-9-]+)\.png", guide.read_text())
+    }
 
 
 def test_every_page_the_guide_shows_opens_on_the_demo_data(client, superuser):
@@ -28,6 +34,7 @@ def test_every_page_the_guide_shows_opens_on_the_demo_data(client, superuser):
     """
     demo_seed(supporters=200)
     demo_newsletters()
+    demo_journeys()
     shots = screenshots.shots()
     # The unfold-* pictures are the record of a one-off trial (docs/staff.md, last section).
     made_by_the_script = {n for n in _pictures_in_the_guide() if not n.startswith("unfold-")}
@@ -46,6 +53,7 @@ def test_the_guide_shows_a_supporter_who_opened_and_clicked():
 
     demo_seed(supporters=200)
     demo_newsletters()
+    demo_journeys()
     shot = next(shot for shot in screenshots.shots() if shot.name == "supporter")
 
     supporter = Supporter.objects.get(pk=shot.path.rstrip("/").split("/")[-2])
@@ -54,7 +62,7 @@ def test_the_guide_shows_a_supporter_who_opened_and_clicked():
 
 
 def test_every_picture_the_guide_shows_is_in_the_repository():
-    """docs/staff.md names no picture that docs/img/staff/ lacks."""
+    """The guides name no picture that docs/img/staff/ lacks."""
     missing = [name for name in _pictures_in_the_guide() if not (PICTURES / f"{name}.png").exists()]
     assert _pictures_in_the_guide() != set()
     assert missing == []

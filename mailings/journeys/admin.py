@@ -99,7 +99,7 @@ class StepInline(admin.TabularInline):
         "segment",
         "there_now",
     )
-    readonly_fields = ("email", "there_now")
+    readonly_fields = ("email", "there_now", "what_happens")
     autocomplete_fields = ()
     ordering = ("position",)
     verbose_name = "step"
@@ -114,6 +114,20 @@ class StepInline(admin.TabularInline):
         url = reverse("admin:mailings_mailing_change", args=[step.mailing_id])
         label = step.mailing.subject or "Write the email"
         return format_html('<a href="{}">{}</a>', url, label)
+
+    def get_fields(self, request, obj=None):
+        if self._editable(obj):
+            return super().get_fields(request, obj)
+        # Steps that cannot change here read as one sentence each, not a row of blanks.
+        return ("position", "what_happens", "there_now")
+
+    @admin.display(description="what happens")
+    def what_happens(self, step):
+        text = step.describe()
+        if step.kind == JourneyStep.Kind.EMAIL and step.mailing_id:
+            url = reverse("admin:mailings_mailing_change", args=[step.mailing_id])
+            return format_html('<a href="{}">{}</a>', url, text)
+        return text
 
     @admin.display(description="there now")
     def there_now(self, step):

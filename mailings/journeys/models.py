@@ -213,10 +213,11 @@ class JourneyStep(models.Model):
             if self.wait_days:
                 parts.append(f"{self.wait_days} day{'s' if self.wait_days != 1 else ''}")
             if self.wait_weekday is not None or self.wait_hour is not None:
-                day = self.get_wait_weekday_display() if self.wait_weekday is not None else "a day"
-                hour = f" at {self.wait_hour:02d}:00" if self.wait_hour is not None else ""
-                parts.append(f"then until {day}{hour}" if parts else f"until {day}{hour}")
-            return "Wait " + " ".join(parts) if parts else "Wait"
+                day = self.get_wait_weekday_display() if self.wait_weekday is not None else ""
+                hour = f"{self.wait_hour:02d}:00" if self.wait_hour is not None else ""
+                until = f"until {day} at {hour}" if day and hour else f"until {day or hour}"
+                parts.append(f"then {until}" if parts else until)
+            return "Wait " + ", ".join(parts) if parts else "Wait"
         if self.kind == kind.BRANCH:
             what = self.get_condition_display() or "?"
             if self.condition == self.Condition.CLICKED_LINK and self.link_url:

@@ -99,6 +99,10 @@ def test_a_live_journeys_steps_change_only_as_a_new_version(client, campaign_use
     page = client.get(_change(live_welcome)).content.decode()
     assert "Change the steps" in page
     assert 'name="steps-0-position"' not in page
+    # Each live step reads as one sentence, not a row of empty columns.
+    assert "Wait 2 days" in page
+    assert "Send “Welcome" in page
+    assert ">Condition<" not in page
     client.post(_do(live_welcome, "edit"))
     page = client.get(_change(live_welcome)).content.decode()
     assert 'name="steps-0-position"' in page

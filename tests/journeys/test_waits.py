@@ -31,14 +31,16 @@ def test_until_tuesday_at_ten_uk_time_in_winter_and_summer():
 
 def test_on_tuesday_after_ten_it_is_next_tuesday():
     step = _wait(wait_weekday=JourneyStep.Weekday.TUESDAY, wait_hour=10)
+    assert step.describe() == "Wait until Tuesday at 10:00"
     tuesday_noon = datetime(2026, 1, 13, 12, 0, tzinfo=UTC)
     assert wait_until(step, tuesday_noon, LONDON) == datetime(2026, 1, 20, 10, 0, tzinfo=UTC)
 
 
 def test_days_then_the_next_morning_at_nine_by_default():
-    """ "2 days, then until a day at 09:00": the first 09:00 after the two days."""
+    """ "2 days, then until 09:00": the first 09:00 after the two days."""
     step = _wait(wait_days=2, wait_weekday=None, wait_hour=None)
     step.wait_hour = 9
+    assert step.describe() == "Wait 2 days, then until 09:00"
     start = datetime(2026, 1, 5, 20, 0, tzinfo=UTC)  # Monday evening
     assert wait_until(step, start, LONDON) == datetime(2026, 1, 8, 9, 0, tzinfo=UTC)
 
