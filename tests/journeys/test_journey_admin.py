@@ -160,3 +160,15 @@ def test_a_live_journeys_email_can_be_corrected(client, campaign_user, live_welc
     assert "Send now" not in html
     assert 'name="interests"' not in html  # the journey's topics, set on the journey
     mailing_services.mailing_update_check(mailing=mailing)  # no refusal
+
+
+def test_a_journey_emails_page_leads_back_to_its_journey(client, campaign_user, live_welcome):
+    """Its breadcrumbs go Home, Journeys, the journey: not to the newsletter list."""
+    client.force_login(campaign_user)
+    mailing = Mailing.objects.filter(kind="journey").order_by("journey_steps__position").first()
+    page = client.get(reverse("admin:mailings_mailing_change", args=[mailing.pk])).content.decode()
+
+    breadcrumbs = re.search(r'<div class="breadcrumbs">(.*?)</div>', page, re.S).group(1)
+    assert reverse("admin:journeys_journey_change", args=[live_welcome.pk]) in breadcrumbs
+    assert "Step 1:" in breadcrumbs
+    assert reverse("admin:mailings_mailing_changelist") not in breadcrumbs
