@@ -10,6 +10,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import requests
 from django.conf import settings
 from django.core.mail import get_connection
 from django.db import transaction
@@ -52,8 +53,29 @@ def _connection(key):
             cached[1].close()
         connection = get_connection()
         connection.open()
+        _read_environment_once(connection)
         _local.connection = cached = (key, connection)
     return cached[1]
+
+
+def _read_environment_once(connection):
+    """Fix the connection's proxies, CA bundle and netrc login from the environment, once.
+
+    A requests Session that trusts the environment reads all of os.environ
+    (HTTPS_PROXY, NO_PROXY, REQUESTS_CA_BUNDLE ...) and looks for ~/.netrc on
+    every call: about 0.3 ms of a worker's CPU per message sent one per call
+    (docs/performance.md, "The composer"). Every call of a connection goes to
+    the one ESP host, so the answer cannot change between calls: read it for
+    that host when the connection opens and keep it on the session.
+    """
+    session = getattr(connection, "session", None)
+    api_url = getattr(connection, "api_url", "")
+    if not isinstance(session, requests.Session) or not session.trust_env or not api_url:
+        return  # not a requests-based Anymail backend (the test backend, Amazon SES)
+    found = session.merge_environment_settings(api_url, {}, None, None, None)
+    session.proxies, session.verify, session.cert = found["proxies"], found["verify"], found["cert"]
+    session.auth = session.auth or requests.utils.get_netrc_auth(api_url)
+    session.trust_env = False
 
 
 _pool = {}
