@@ -102,6 +102,11 @@ def prepare():
                 f"(SELECT id FROM crm_supporter WHERE email LIKE '{PREFIX}%%')"
             )
         cursor.execute(f"DELETE FROM crm_supporter WHERE email LIKE '{PREFIX}%%'")
+        # Every run starts from the same tables: no dead rows from the last one for
+        # autovacuum to clear while this one is measured, and WAL flushed beforehand.
+        for table in ("actions_signature", "crm_supporter", "crm_historicalsupporter"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
+        cursor.execute("CHECKPOINT")
     interest, _ = CampaignInterest.objects.get_or_create(
         slug="bench-r2p", defaults={"name": "Responsibility to Protect"}
     )
