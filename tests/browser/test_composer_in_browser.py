@@ -12,6 +12,7 @@ import zlib
 
 import pytest
 from django.core import mail
+from playwright.sync_api import expect
 
 from mailings.models import Mailing
 
@@ -65,6 +66,8 @@ def test_compose_reorder_merge_preview_fix_and_test_send(browser_page, campaign_
     page.keyboard.type("Dear ")
     blocks.nth(1).get_by_text("Insert merge field").click()
     blocks.nth(1).get_by_role("button", name="First name").click()
+    # The editor takes the focus back on the next frame: type once it has.
+    expect(blocks.nth(1).locator(".ProseMirror")).to_be_focused()
     page.keyboard.type(", the people of El Fasher have lived under siege for eighteen months.")
     page.keyboard.press("Enter")
     page.keyboard.type("The UK leads on Sudan at the UN Security Council, and can act.")
