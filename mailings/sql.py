@@ -279,6 +279,17 @@ def deliveries_set_times(column, values):
 # Journeys
 
 
+def _pairs_in_chunks(pairs, types, size=5000):
+    """Yield ("(CAST(%s AS type), ...), ...", params) for `pairs`, `size` rows at a time.
+
+    The rows of a FROM (VALUES …) list, each value cast to its type in `types`.
+    """
+    row = "(" + ", ".join(f"CAST(%s AS {kind})" for kind in types) + ")"
+    for start in range(0, len(pairs), size):
+        chunk = pairs[start : start + size]
+        yield ", ".join([row] * len(chunk)), [value for pair in chunk for value in pair]
+
+
 def deliveries_insert_rounds(*, mailing_id, pairs, now) -> None:
     """Queue a delivery of `mailing_id` for each (supporter id, round) in `pairs`, in one statement.
 
@@ -292,10 +303,7 @@ def deliveries_insert_rounds(*, mailing_id, pairs, now) -> None:
     """
     table = Delivery._meta.db_table
     adapt = connection.ops.adapt_datetimefield_value
-    for start in range(0, len(pairs), 5000):
-        chunk = pairs[start : start + 5000]
-        rows = ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS INTEGER))"] * len(chunk))
-        params = [value for pair in chunk for value in pair]
+    for rows, params in _pairs_in_chunks(pairs, ("BIGINT", "INTEGER")):
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {table} "  # noqa: S608 - names from _meta
@@ -319,10 +327,7 @@ def visits_insert(*, pairs, now) -> None:
 
     table = connection.ops.quote_name(StepVisit._meta.db_table)
     adapt = connection.ops.adapt_datetimefield_value
-    for start in range(0, len(pairs), 5000):
-        chunk = pairs[start : start + 5000]
-        rows = ", ".join(["(CAST(%s AS BIGINT), CAST(%s AS BIGINT))"] * len(chunk))
-        params = [value for pair in chunk for value in pair]
+    for rows, params in _pairs_in_chunks(pairs, ("BIGINT", "BIGINT")):
         with connection.cursor() as cursor:
             cursor.execute(
                 f"INSERT INTO {table} (enrolment_id, step_id, at) "  # noqa: S608 - from _meta
